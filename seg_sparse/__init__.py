@@ -1,0 +1,11 @@
+"""seg-sparse: spatially adaptive inference with stochastic feature sampling and interpolation.
+
+Importing the package (e.g. through ``custom_imports=dict(imports=['seg_sparse'])`` in a
+config) first installs the mmcv compatibility layer, then registers the toolkit's models,
+hooks, metrics and transforms with mmseg / mmengine.
+"""
+
+from . import compat  # noqa: I001  (must run before anything imports mmseg)
+from . import datasets, engine, evaluation, models  # noqa: F401
+
+__version__ = "0.1.0"
