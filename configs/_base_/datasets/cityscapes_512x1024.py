@@ -1,0 +1,50 @@
+# Cityscapes (2975 train / 500 val, 19 classes, trainIds labels) at full resolution
+# (short side 1024), random scale 0.5-2.0, random 512x1024 crop, random flip and mmseg's
+# photometric distortion. Uniform-sampling baselines override `short_side` and `crop_size`.
+dataset_type = 'CheckedCityscapesDataset'
+data_root = 'data/cityscapes/'
+short_side = 1024
+crop_size = (512, 1024)
+train_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='RandomResize', scale=(2 * short_side, short_side), ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='Resize', scale=(2 * short_side, short_side), keep_ratio=True),
+    # Labels are loaded after Resize: predictions are resized back and scored at full size.
+    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+# mmseg's IoU metric; add the official evaluation with
+#   --cfg-options "test_evaluator=[dict(type='IoUMetric',iou_metrics=['mIoU']),dict(type='CityscapesMetric',output_dir='work_dirs/cs_eval')]"
+# or use `seg-sparse test --cityscapes-eval`.
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

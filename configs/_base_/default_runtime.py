@@ -1,0 +1,18 @@
+# Runtime shared by every seg-sparse config (mmseg 1.x style).
+custom_imports = dict(imports=['seg_sparse'], allow_failed_imports=False)
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # `seg-sparse train` switches to gloo when CUDA is unavailable; with mmseg's own
+    # tools/train.py on CPU pass --cfg-options env_cfg.dist_cfg.backend=gloo.
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+# Checkpoints hold only plain data, so they load under torch's weights_only=True.
+custom_hooks = [dict(type='SafeCheckpointHook')]

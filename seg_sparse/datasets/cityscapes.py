@@ -1,0 +1,48 @@
+"""Cityscapes dataset that fails clearly on a wrong root or an empty split.
+
+mmseg's ``CityscapesDataset`` silently yields an empty dataset when ``data_root`` or a split
+folder is missing, which later surfaces as an obscure sampler error (or, worse, a run on
+another split). This subclass checks the folders and the pairing of images and labels up front.
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+
+from mmseg.datasets import CityscapesDataset
+from mmseg.registry import DATASETS
+
+
+@DATASETS.register_module()
+class CheckedCityscapesDataset(CityscapesDataset):
+    """``CityscapesDataset`` with explicit errors for missing folders, images or labels."""
+
+    def load_data_list(self) -> list[dict]:
+        img_dir = self.data_prefix.get("img_path")
+        ann_dir = self.data_prefix.get("seg_map_path")
+        if self.data_root and not osp.isdir(self.data_root):
+            raise FileNotFoundError(
+                f"Cityscapes data_root '{self.data_root}' does not exist. Prepare the dataset "
+                "(see README: data_tools/cityscapes.py) or generate synthetic scenes with "
+                "`seg-sparse gen-data --out-dir {root}`, or pass the right root with "
+                "--cfg-options data_root=...".replace("{root}", str(self.data_root))
+            )
+        for kind, folder in (("image", img_dir), ("label", ann_dir)):
+            if folder and not osp.isdir(folder):
+                raise FileNotFoundError(
+                    f"Cityscapes {kind} folder '{folder}' does not exist (expected the "
+                    f"layout leftImg8bit/<split>/<city>/ and gtFine/<split>/<city>/)."
+                )
+        data_list = super().load_data_list()
+        if not data_list:
+            raise FileNotFoundError(
+                f"No images ending in '{self.img_suffix}' found under '{img_dir}'."
+            )
+        if ann_dir:
+            missing = [d["seg_map_path"] for d in data_list if not osp.isfile(d["seg_map_path"])]
+            if missing:
+                raise FileNotFoundError(
+                    f"{len(missing)} label map(s) missing, e.g. '{missing[0]}'. Run "
+                    "data_tools/cityscapes.py to create *_labelTrainIds.png."
+                )
+        return data_list

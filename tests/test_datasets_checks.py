@@ -1,0 +1,95 @@
+"""Validating dataset / transforms: bad files are named, bad label values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import seg_sparse  # noqa: F401  (installs the mmcv fallback before mmseg imports)
+from seg_sparse.datasets import (
+    CheckedCityscapesDataset,
+    CheckedLoadAnnotations,
+    CheckedLoadImageFromFile,
+)
+from seg_sparse.datasets.transforms import DataDecodeError
+
+
+def _write_pair(root: Path, split: str, name: str, label: np.ndarray) -> tuple[Path, Path]:
+    img_dir = root / "leftImg8bit" / split / "city"
+    ann_dir = root / "gtFine" / split / "city"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    img = img_dir / f"{name}_leftImg8bit.png"
+    ann = ann_dir / f"{name}_gtFine_labelTrainIds.png"
+    cv2.imwrite(str(img), np.full((*label.shape, 3), 100, np.uint8))
+    cv2.imwrite(str(ann), label.astype(np.uint8))
+    return img, ann
+
+
+def _ann_results(path: Path) -> dict:
+    return dict(seg_map_path=str(path), reduce_zero_label=False, seg_fields=[])
+
+
+def test_valid_label_map_loads(tmp_path: Path) -> None:
+    label = np.array([[0, 18], [255, 7]], np.uint8)
+    _, ann = _write_pair(tmp_path, "train", "city_000000_000000", label)
+    out = CheckedLoadAnnotations(num_classes=19).transform(_ann_results(ann))
+    np.testing.assert_array_equal(out["gt_seg_map"], label)
+
+
+def test_label_values_outside_classes_are_refused(tmp_path: Path) -> None:
+    label = np.array([[0, 26], [33, 7]], np.uint8)  # labelIds, not trainIds
+    _, ann = _write_pair(tmp_path, "train", "city_000000_000000", label)
+    with pytest.raises(ValueError, match=r"labelTrainIds.*\[26, 33\]|\[26, 33\]") as err:
+        CheckedLoadAnnotations(num_classes=19).transform(_ann_results(ann))
+    assert str(ann) in str(err.value)
+
+
+def test_undecodable_label_map_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken_gtFine_labelTrainIds.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataDecodeError, match="broken_gtFine_labelTrainIds.png"):
+        CheckedLoadAnnotations().transform(_ann_results(bad))
+
+
+def test_undecodable_image_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken_leftImg8bit.png"
+    bad.write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DataDecodeError, match="broken_leftImg8bit.png"):
+        CheckedLoadImageFromFile().transform(dict(img_path=str(bad)))
+
+
+def _dataset(root: Path, split: str = "train") -> CheckedCityscapesDataset:
+    return CheckedCityscapesDataset(
+        data_root=str(root),
+        data_prefix=dict(img_path=f"leftImg8bit/{split}", seg_map_path=f"gtFine/{split}"),
+        pipeline=[],
+    )
+
+
+def test_dataset_finds_pairs(tmp_path: Path) -> None:
+    for i in range(3):
+        _write_pair(tmp_path, "train", f"city_000000_00000{i}", np.zeros((4, 8), np.uint8))
+    assert len(_dataset(tmp_path)) == 3
+
+
+def test_missing_root_names_the_root(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        _dataset(missing)
+
+
+def test_missing_split_names_the_folder(tmp_path: Path) -> None:
+    _write_pair(tmp_path, "train", "city_000000_000000", np.zeros((4, 8), np.uint8))
+    with pytest.raises(FileNotFoundError, match=r"leftImg8bit/val"):
+        _dataset(tmp_path, "val")
+
+
+def test_missing_label_map_is_reported(tmp_path: Path) -> None:
+    _, ann = _write_pair(tmp_path, "train", "city_000000_000000", np.zeros((4, 8), np.uint8))
+    ann.unlink()
+    with pytest.raises(FileNotFoundError, match="labelTrainIds"):
+        _dataset(tmp_path)
