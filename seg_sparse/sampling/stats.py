@@ -1,0 +1,94 @@
+"""Model-level helpers over sparse blocks: sparsity loss, densities, temperature, generator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .bottleneck import SamplingOutput, SparseBottleneck
+from .temperature import GumbelTemperature
+
+#: Loss weights of the two masks of a block (conv1 mask, conv2 mask), as in the paper.
+MASK_LOSS_WEIGHTS = (0.25, 0.75)
+
+NamedBlocks = Iterable[tuple[str, SparseBottleneck]]
+
+
+def sparse_blocks(module: nn.Module) -> Iterator[tuple[str, SparseBottleneck]]:
+    """(qualified name, block) for every :class:`SparseBottleneck` inside ``module``."""
+    for name, child in module.named_modules():
+        if isinstance(child, SparseBottleneck):
+            yield name, child
+
+
+def _named(blocks: NamedBlocks | Iterable[SparseBottleneck]) -> list[tuple[str, SparseBottleneck]]:
+    named = []
+    for i, item in enumerate(blocks):
+        if isinstance(item, SparseBottleneck):
+            named.append((str(i), item))
+        else:
+            named.append(item)
+    return named
+
+
+def _last(name: str, block: SparseBottleneck) -> SamplingOutput:
+    if block.last_sampling is None:
+        raise RuntimeError(f"sparse block {name!r} has not run a forward pass yet")
+    return block.last_sampling
+
+
+def sparsity_loss(
+    blocks: NamedBlocks | Iterable[SparseBottleneck], weight: float
+) -> torch.Tensor:
+    """weight * mean over blocks of (0.25 * mean(p1) + 0.75 * mean(p2)), from the last forward.
+
+    ``blocks``: (name, block) pairs as :func:`sparse_blocks` yields, or plain blocks. Blocks
+    with the ``dense`` sampler have nothing to learn and are left out; with no sampling block at
+    all the loss is a zero scalar.
+    """
+    w1, w2 = MASK_LOSS_WEIGHTS
+    terms = []
+    device = None
+    for name, block in _named(blocks):
+        device = block.conv1.weight.device
+        if block.is_dense:
+            continue
+        out = _last(name, block)
+        terms.append(w1 * out.prob1.mean() + w2 * out.prob2.mean())
+    if not terms:
+        return torch.zeros((), device=device)
+    return weight * torch.stack(terms).mean()
+
+
+@torch.no_grad()
+def block_densities(
+    blocks: NamedBlocks | Iterable[SparseBottleneck],
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """name -> (d1, d2): per-image fraction of sampled positions of each mask, shape (B,).
+
+    Read from the last forward's masks (binary in eval; in training the soft masks give the
+    expected density). Dense blocks report ones.
+    """
+    densities = {}
+    for name, block in _named(blocks):
+        out = _last(name, block)
+        densities[name] = (
+            out.mask1.flatten(1).float().mean(1),
+            out.mask2.flatten(1).float().mean(1),
+        )
+    return densities
+
+
+def set_temperature_iter(module: nn.Module, iteration: int) -> None:
+    """Set every Gumbel temperature inside ``module`` to the schedule's value at ``iteration``."""
+    for child in module.modules():
+        if isinstance(child, GumbelTemperature):
+            child.set_iter(iteration)
+
+
+def set_sampling_generator(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Make every sparse block inside ``module`` draw its noise from ``generator``."""
+    for _, block in sparse_blocks(module):
+        block.set_generator(generator)
