@@ -5,7 +5,7 @@ config) first installs the mmcv compatibility layer, then registers the toolkit'
 hooks, metrics and transforms with mmseg / mmengine.
 """
 
-from . import compat  # noqa: I001  (must run before anything imports mmseg)
+from . import compat  # noqa: F401, I001  (must run before anything imports mmseg)
 from . import datasets, engine, evaluation, models  # noqa: F401
 
 __version__ = "0.1.0"

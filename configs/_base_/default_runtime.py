@@ -4,8 +4,8 @@ default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # `seg-sparse train` switches to gloo when CUDA is unavailable; with mmseg's own
-    # tools/train.py on CPU pass --cfg-options env_cfg.dist_cfg.backend=gloo.
+    # `seg-sparse train --launcher pytorch` switches to gloo (and a CPU-capable DDP wrapper)
+    # when CUDA is unavailable; mmseg's own tools/train.py needs GPUs for multi-process runs.
     dist_cfg=dict(backend='nccl'),
 )
 vis_backends = [dict(type='LocalVisBackend')]

@@ -23,9 +23,9 @@ class CheckedCityscapesDataset(CityscapesDataset):
         if self.data_root and not osp.isdir(self.data_root):
             raise FileNotFoundError(
                 f"Cityscapes data_root '{self.data_root}' does not exist. Prepare the dataset "
-                "(see README: data_tools/cityscapes.py) or generate synthetic scenes with "
-                "`seg-sparse gen-data --out-dir {root}`, or pass the right root with "
-                "--cfg-options data_root=...".replace("{root}", str(self.data_root))
+                "(README: data_tools/cityscapes.py), generate synthetic scenes with "
+                f"`seg-sparse gen-data {self.data_root}`, or point the config at the right "
+                "root with `seg-sparse train/test ... --data-root DIR`."
             )
         for kind, folder in (("image", img_dir), ("label", ann_dir)):
             if folder and not osp.isdir(folder):

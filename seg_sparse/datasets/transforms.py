@@ -13,8 +13,16 @@ from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
 
-class DataDecodeError(ValueError):
+class BadDataError(ValueError):
+    """A data file that must not be trained or evaluated on; the message names it."""
+
+
+class DataDecodeError(BadDataError):
     """An image or label file exists but cannot be decoded."""
+
+
+class InvalidLabelError(BadDataError):
+    """A label map holds values that are neither a class index nor the ignore index."""
 
 
 @TRANSFORMS.register_module()
@@ -55,7 +63,7 @@ class CheckedLoadAnnotations(LoadAnnotations):
         values = np.unique(seg)
         bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
         if bad.size:
-            raise ValueError(
+            raise InvalidLabelError(
                 f"label map '{path}' has values {bad.tolist()[:10]} outside "
                 f"{{0..{self.num_classes - 1}, {self.ignore_index}}}; Cityscapes labels must be "
                 "trainIds (*_labelTrainIds.png, made by data_tools/cityscapes.py), not labelIds."

@@ -1,1 +1,5 @@
 """evaluation."""
+
+from .cityscapes_official import CityscapesOfficialMetric  # noqa: F401
+from .flops_hook import SparseFlopsHook  # noqa: F401  (registers it)
+from .sparse_metric import SparseCityscapesMetric, SparseIoUMetric  # noqa: F401

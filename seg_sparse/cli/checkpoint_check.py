@@ -1,0 +1,58 @@
+"""Refuse a checkpoint that does not fit the model before evaluating it.
+
+mmengine loads test checkpoints with ``strict=False`` and only *warns* about missing or
+unexpected keys, so a checkpoint of another architecture silently evaluates a partly random
+model. :func:`check_checkpoint_matches` compares names and shapes first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from torch import nn
+
+_WRAPPER_PREFIX = re.compile(r"^module\.")
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's state_dict does not match the model built from the config."""
+
+
+def checkpoint_state_dict(path: str) -> Mapping:
+    """The ``state_dict`` of a checkpoint file (or the file itself if it is a bare state dict).
+
+    Loads through mmengine's ``CheckpointLoader`` (weights-only safe loading via seg_sparse).
+    """
+    from mmengine.runner import CheckpointLoader
+
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location="cpu")
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointMismatchError(f"checkpoint '{path}' holds a {type(checkpoint).__name__},"
+                                      " not a state_dict")
+    state = checkpoint.get("state_dict", checkpoint)
+    return {_WRAPPER_PREFIX.sub("", k): v for k, v in state.items()}
+
+
+def check_checkpoint_matches(model: nn.Module, path: str, max_listed: int = 5) -> None:
+    """Raise :class:`CheckpointMismatchError` listing missing, unexpected and mismatched keys."""
+    loaded = checkpoint_state_dict(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(loaded))
+    unexpected = sorted(set(loaded) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(loaded[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(loaded) & set(expected))
+        if hasattr(loaded[k], "shape") and tuple(loaded[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"checkpoint '{path}' does not match the model built from the config "
+             f"({type(model).__name__}); was it trained with another config?"]
+    for title, keys in (("missing in checkpoint", missing),
+                        ("unexpected in checkpoint", unexpected),
+                        ("shape mismatch", mismatched)):
+        if keys:
+            more = f" (+{len(keys) - max_listed} more)" if len(keys) > max_listed else ""
+            lines.append(f"  {len(keys)} {title}: " + ", ".join(keys[:max_listed]) + more)
+    raise CheckpointMismatchError("\n".join(lines))

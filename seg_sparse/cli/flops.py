@@ -1,0 +1,212 @@
+"""``seg-sparse flops CONFIG``: GFLOPs of backbone, head and total (DESIGN.md section 2).
+
+Without a checkpoint: the dense count of the config's model at ``--shape`` (default: the
+validation pipeline's resize, e.g. 1024x2048 for Cityscapes). With ``--checkpoint``: also the
+executed ("sparse") GFLOPs, from the per-block mask densities measured on ``--num-images``
+validation images (averaged over the images and applied at ``--shape``), plus the mIoU on those
+images. Prints a table and writes ``flops.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os.path as osp
+from typing import Any
+
+from mmengine.config import Config, DictAction
+
+from .common import CommandError
+
+NAME = "flops"
+OUTPUT_FILE = "flops.json"
+EPILOG = """examples:
+  # dense GFLOPs at the config's test size (1024x2048 for Cityscapes)
+  seg-sparse flops configs/fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024.py
+  # a trained sparse model: densities measured on 50 val images, at 512x1024
+  seg-sparse flops configs/sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \\
+      --checkpoint work_dirs/sparse_w0.1/iter_60000.pth --num-images 50 --shape 512 1024
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        NAME,
+        help="GFLOPs of backbone/head/total, dense and with measured sampling densities",
+        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", help="model config file")
+    parser.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"),
+                        help="network input size (default: the val pipeline's Resize scale)")
+    parser.add_argument("--checkpoint", help="trained weights: also report the executed "
+                        "GFLOPs from densities measured on validation images")
+    parser.add_argument("--num-images", type=int, default=20, metavar="N",
+                        help="validation images to measure densities on (default: 20)")
+    parser.add_argument("--out-dir", help=f"where to write {OUTPUT_FILE} "
+                        "(default: ./work_dirs/<config name>)")
+    parser.add_argument("--data-root", help="dataset root of the validation dataloader")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow a trusted legacy checkpoint that needs more than plain data "
+                        "to unpickle (unpickling an untrusted file can run code)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config keys (checked like `seg-sparse test`)")
+    return parser
+
+
+def eval_input_shape(cfg: Config) -> tuple[int, int]:
+    """(H, W) the validation pipeline (the one densities are measured on; else the test
+    pipeline) resizes to: mmcv's ``Resize`` scale is (W, H); with ``keep_ratio`` it is exact
+    for images of the scale's aspect ratio (Cityscapes: 1024x2048)."""
+    loader = cfg.get("val_dataloader") or cfg.get("test_dataloader")
+    pipeline = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline") or []
+    for step in pipeline:
+        if step.get("type") == "Resize" and step.get("scale") is not None:
+            scale = step["scale"]
+            if isinstance(scale, (tuple, list)) and len(scale) == 2:
+                return int(scale[1]), int(scale[0])
+    raise CommandError("cannot derive the input size from the config's val pipeline (no "
+                       "Resize with a (W, H) scale): pass --shape H W")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not osp.isfile(args.config):
+        raise CommandError(f"config file '{args.config}' does not exist")
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    if args.num_images < 1:
+        raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
+    if args.shape is not None and min(args.shape) < 1:
+        raise CommandError(f"--shape must be two positive integers H W, got {args.shape}")
+    cfg = _load_config(args)
+    shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
+    model = _build_model(cfg)
+
+    from seg_sparse.flops import count_flops
+
+    result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint}
+    extra_rows: dict[str, Any] = {}
+    if args.checkpoint is None:
+        report = count_flops(model, shape)
+    else:
+        _load_weights(model, args.checkpoint, args.trust_checkpoint)
+        measured, metric = measure_densities(model, cfg, args.num_images)
+        report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
+        result.update(measured)
+        extra_rows[f"mIoU ({measured['num_images']} images)"] = measured["mIoU"]
+    result.update(report.to_dict())
+    print(report.format_table(extra_rows=extra_rows))
+
+    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    from mmengine.utils import mkdir_or_exist
+
+    mkdir_or_exist(out_dir)
+    path = osp.join(out_dir, OUTPUT_FILE)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"GFLOPs written to {path}")
+    return 0
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    from .cfg_options import merge_checked_options
+
+    cfg = Config.fromfile(args.config)
+    merge_checked_options(cfg, args.cfg_options)
+    if args.data_root:
+        if not osp.isdir(args.data_root):
+            raise CommandError(f"--data-root '{args.data_root}' is not a directory")
+        for loader in ("val_dataloader", "test_dataloader"):
+            if cfg.get(loader) is not None:
+                cfg[loader].dataset.data_root = args.data_root
+    return cfg
+
+
+def _build_model(cfg: Config):
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    if "model" not in cfg:
+        raise CommandError("the config has no 'model'")
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    model = MODELS.build(cfg.model)
+    return revert_sync_batchnorm(model).eval()  # SyncBN needs a process group; BN is the same
+
+
+def _load_weights(model, path: str, trust: bool) -> None:
+    from seg_sparse.compat import allow_legacy_checkpoints, load_checkpoint_safely
+
+    from .checkpoint_check import check_checkpoint_matches
+
+    if trust:
+        allow_legacy_checkpoints()
+    check_checkpoint_matches(model, path)
+    checkpoint = load_checkpoint_safely(path, map_location="cpu")
+    state = checkpoint.get("state_dict", checkpoint)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+
+
+def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:
+    """Run ``model`` on the first ``num_images`` validation images.
+
+    Returns ({num_images, measured_input_shape, mIoU, densities (mean per block)}, the
+    :class:`SparseIoUMetric` used, which caches the FLOPs profile of the measured shape).
+    """
+    from mmengine.runner import Runner
+    from tqdm import tqdm
+
+    from seg_sparse.evaluation import SparseIoUMetric
+
+    loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
+    if loader_cfg is None:
+        raise CommandError("the config has no val_dataloader/test_dataloader to measure on")
+    try:
+        loader = Runner.build_dataloader(loader_cfg)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise CommandError(f"cannot build the validation dataset of the config ({err}); "
+                           "generate or point to the data with --data-root") from err
+    dataset = loader.dataset
+    if len(dataset) == 0:
+        raise CommandError("the validation dataset is empty; check --data-root")
+    num_images = min(num_images, len(dataset))
+    metric = SparseIoUMetric(ignore_index=_ignore_index(cfg))
+    metric.dataset_meta = dataset.metainfo
+    done = 0
+    with tqdm(total=num_images, desc="measuring densities", unit="img") as bar:
+        for batch in loader:
+            outputs = model.test_step(batch)[: num_images - done]
+            metric.process(batch, [o.to_dict() for o in outputs])
+            done += len(outputs)
+            bar.update(len(outputs))
+            if done >= num_images:
+                break
+    metric.set_flops_model(model)
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel("WARNING")  # the metric's tables: this command prints its own
+    try:
+        metrics = metric.evaluate(done)
+    finally:
+        logger.setLevel(level)
+    if "sampling_densities" not in metrics:
+        raise CommandError("the model reports no sampling densities (is it a "
+                           "SparseEncoderDecoder?); run without --checkpoint for dense GFLOPs")
+    measured_shape = metric.last_report.input_shape if metric.last_report else None
+    info = {
+        "num_images": done,
+        "measured_input_shape": list(measured_shape) if measured_shape else None,
+        "mIoU": round(float(metrics["mIoU"]), 2),
+        "densities": {k: tuple(v) for k, v in metrics["sampling_densities"].items()},
+    }
+    return info, metric
+
+
+def _ignore_index(cfg: Config) -> int:
+    evaluator = cfg.get("val_evaluator") or {}
+    if isinstance(evaluator, (list, tuple)):
+        evaluator = evaluator[0] if evaluator else {}
+    return int(evaluator.get("ignore_index", 255))

@@ -1,0 +1,17 @@
+"""FLOPs (multiply-accumulates) of segmentors, dense and as executed with sampling densities.
+
+``count_flops(model, (H, W), densities=None) -> FlopsReport``; see :mod:`.report` for the
+convention (DESIGN.md section 2).
+"""
+
+from .counter import count_flops, is_bottleneck, is_sparse_block
+from .report import BlockFlops, FlopsReport, normalize_densities
+
+__all__ = [
+    "BlockFlops",
+    "FlopsReport",
+    "count_flops",
+    "is_bottleneck",
+    "is_sparse_block",
+    "normalize_densities",
+]

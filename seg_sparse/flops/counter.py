@@ -1,0 +1,195 @@
+"""Measure per-conv MACs of a segmentor by forward hooks on a dummy input.
+
+Hooks see the real output sizes, so stride, padding and dilation need no re-derivation. Each
+conv is attributed to the backbone (and there to a bottleneck block and a role inside it) or to
+the head (neck + decode head). :mod:`seg_sparse.flops.report` turns the profile into GFLOPs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .report import INTERP_WINDOW, BlockFlops, Densities, FlopsReport
+
+#: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
+#: else inside a block counts as "other" (dense).
+_BLOCK_ROLES = {
+    "conv1": "conv1",
+    "conv2": "conv2",
+    "conv3": "conv3",
+    "conv2_offset": "offset",
+    "downsample": "downsample",
+    "mask1": "mask1",
+    "mask2": "mask2",
+}
+
+
+def is_bottleneck(module: nn.Module) -> bool:
+    """A residual bottleneck: has conv1, conv2 and conv3 submodules (mmseg's Bottleneck and
+    seg_sparse's SparseBottleneck alike)."""
+    return all(isinstance(getattr(module, n, None), nn.Module) for n in ("conv1", "conv2", "conv3"))
+
+
+def is_sparse_block(module: nn.Module) -> bool:
+    """A bottleneck with sampling machinery (mask predictors); the ``dense`` sampler has none."""
+    return is_bottleneck(module) and any(
+        isinstance(getattr(module, n, None), nn.Module) for n in ("mask1", "mask2")
+    )
+
+
+def _counted(module: nn.Module) -> bool:
+    """Convs (incl. deformable convs, which own a >=3-D weight and a kernel_size) and linears.
+
+    Only modules that own their weight count, so wrappers around a conv are not counted twice.
+    """
+    weight = module._parameters.get("weight")
+    if weight is None:
+        return False
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        return True
+    return weight.dim() >= 3 and hasattr(module, "kernel_size")
+
+
+def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """MACs of one call with batch 1: weight size times the positions it is applied at."""
+    weight = module._parameters["weight"]
+    assert weight is not None
+    if isinstance(module, nn.Linear):
+        positions = out.numel() // out.shape[-1]
+    elif isinstance(module, nn.modules.conv._ConvTransposeNd):
+        positions = inp.numel() // inp.shape[1]
+    else:
+        positions = out.numel() // out.shape[1]
+    return weight.numel() * positions
+
+
+def _block_role(path: str) -> str:
+    head, _, rest = path.partition(".")
+    if rest.endswith("conv_offset"):  # offset conv inside an mmcv-style DCN pack
+        return "offset"
+    return _BLOCK_ROLES.get(head, "other")
+
+
+def _iter_blocks(backbone: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Outermost bottleneck blocks of the backbone, in forward order of definition."""
+    taken: list[str] = []
+    for name, module in backbone.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in taken):
+            continue
+        if name and is_bottleneck(module):
+            taken.append(name)
+            yield name, module
+
+
+class _Recorder:
+    """Forward hooks collecting MACs per conv module and output shapes of conv1 / conv3."""
+
+    def __init__(self) -> None:
+        self.macs: dict[nn.Module, int] = defaultdict(int)
+        self.shapes: dict[nn.Module, tuple[int, ...]] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def attach(self, module: nn.Module) -> None:
+        for m in module.modules():
+            if _counted(m):
+                self._handles.append(m.register_forward_hook(self._hook))
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor):  # e.g. a DCN returning extras
+            output = output[0]
+        self.macs[module] += _macs(module, inputs[0], output)
+        self.shapes[module] = tuple(output.shape)
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def total(self, module: nn.Module | None) -> int:
+        if module is None:
+            return 0
+        return sum(self.macs.get(m, 0) for m in module.modules())
+
+
+def _interp_cost(recorder: _Recorder, conv: nn.Module) -> int:
+    """7x7 single-output conv over the channels of ``conv``'s output at its resolution."""
+    leaves = [m for m in conv.modules() if m in recorder.shapes]
+    if not leaves:
+        return 0
+    _, c, h, w = recorder.shapes[leaves[-1]]
+    return INTERP_WINDOW * INTERP_WINDOW * c * h * w
+
+
+def _profile_block(name: str, block: nn.Module, recorder: _Recorder) -> BlockFlops:
+    macs: dict[str, int] = defaultdict(int)
+    for path, m in block.named_modules():
+        if m in recorder.macs:
+            macs[_block_role(path)] += recorder.macs[m]
+    sparse = is_sparse_block(block)
+    return BlockFlops(
+        name=name,
+        sparse=sparse,
+        macs=dict(macs),
+        interp1=_interp_cost(recorder, block.conv1) if sparse else 0,
+        interp2=_interp_cost(recorder, block.conv3) if sparse else 0,
+    )
+
+
+def _split_segmentor(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """(backbone, [neck, decode_head]) of an mmseg segmentor; a bare backbone has no head."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return model, []
+    heads = [getattr(model, n, None) for n in ("neck", "decode_head")]
+    return backbone, [h for h in heads if isinstance(h, nn.Module)]
+
+
+@torch.no_grad()
+def count_flops(
+    model: nn.Module,
+    input_shape: tuple[int, int],
+    densities: Densities | None = None,
+    in_channels: int = 3,
+) -> FlopsReport:
+    """MACs of ``model`` (an mmseg segmentor, or a bare backbone) at input ``(H, W)``.
+
+    Runs backbone -> neck -> decode head once in eval mode on a zero image of batch 1 (the
+    auxiliary head is not run, as at inference), restoring train mode and the global RNG
+    afterwards. ``densities`` maps block names (relative to the backbone, e.g. ``layer3.2``)
+    to mask densities ``(d1, d2)`` and adds the executed ("sparse") figures.
+    """
+    h, w = (int(v) for v in input_shape)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"input shape must be positive (H, W), got {input_shape!r}")
+    backbone, heads = _split_segmentor(model)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    recorder = _Recorder()
+    for part in [backbone, *heads]:
+        recorder.attach(part)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            x = torch.zeros(1, in_channels, h, w, device=device, dtype=dtype)
+            feats = backbone(x)
+            for head in heads:
+                feats = head(feats)
+    finally:
+        recorder.detach()
+        model.train(was_training)
+
+    blocks = tuple(_profile_block(n, b, recorder) for n, b in _iter_blocks(backbone))
+    in_blocks = sum(recorder.total(b) for _, b in _iter_blocks(backbone))
+    report = FlopsReport(
+        input_shape=(h, w),
+        backbone_other=recorder.total(backbone) - in_blocks,
+        head=sum(recorder.total(m) for m in heads),
+        blocks=blocks,
+    )
+    return report.with_densities(densities) if densities is not None else report

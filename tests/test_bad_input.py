@@ -1,0 +1,79 @@
+"""Each bad input stops `seg-sparse` with an error that names the file, key or value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cli_support import CPU_CONFIG, TINY_OPTIONS, copy_dataset, seg_sparse, unique_name
+from PIL import Image
+
+pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
+pytestmark = pytest.mark.slow
+
+
+def _test_on(root, trained, tmp_path, *extra_options: str) -> int:
+    return seg_sparse("test", CPU_CONFIG, str(trained.checkpoint), "--work-dir",
+                      str(tmp_path / "work"), "--data-root", str(root), "--cfg-options",
+                      *TINY_OPTIONS, *extra_options, *unique_name("bad"))
+
+
+def test_missing_data_root(tmp_path, capsys):
+    missing = tmp_path / "no_such_root"
+    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(tmp_path / "work"), "--cfg-options",
+                    *TINY_OPTIONS, f"train_dataloader.dataset.data_root={missing}",
+                    *unique_name("missing_root"))
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"data_root '{missing}' does not exist" in err
+
+
+def test_missing_split(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "no_val")
+    for path in sorted((root / "leftImg8bit" / "val").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (root / "leftImg8bit" / "val").rmdir()
+    assert _test_on(root, trained, tmp_path) == 2
+    assert f"{root}/leftImg8bit/val' does not exist" in capsys.readouterr().err
+
+
+def test_undecodable_image(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "broken_image")
+    broken = sorted((root / "leftImg8bit" / "val").glob("*/*.png"))[0]
+    broken.write_bytes(b"not a png at all")
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "cannot decode image" in err and str(broken) in err
+
+
+def test_label_values_outside_train_ids(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "bad_labels")
+    label = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    values = np.array(Image.open(label))
+    values[:4, :4] = 33  # a labelId, not a trainId
+    Image.fromarray(values).save(label)
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"label map '{label}' has values [33]" in err
+
+
+def test_config_key_typo(tmp_path, capsys):
+    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(tmp_path),
+                    "--cfg-options", "model.decode_head.num_class=19")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "'model.decode_head' has no key 'num_class'" in err
+    assert "Did you mean: model.decode_head.num_classes" in err
+    assert not (tmp_path / "last_checkpoint").exists()
+
+
+def test_checkpoint_of_another_architecture(trained, tmp_path, capsys):
+    rc = _test_on(trained.root, trained, tmp_path, "model.decode_head.channels=32",
+                  "model.backbone.stage_with_dcn=(False,True,True,False)")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint '{trained.checkpoint}' does not match the model" in err
+    # stage 4 lost its DCN (offset convs unexpected), the head is narrower (shapes differ)
+    assert "unexpected in checkpoint: backbone.layer4.0." in err and "offset" in err
+    assert "shape mismatch: decode_head." in err
+    assert "decode_head.conv_cat.conv.weight: checkpoint (64, 576, 3, 3) vs model (32, 544, 3, 3)" \
+        in err

@@ -1,0 +1,48 @@
+"""The CPU config runs unchanged under mmseg's own tools/train.py and tools/test.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import mmseg
+import pytest
+from cli_support import CPU_CONFIG, TINY_OPTIONS
+
+TOOLS = Path(mmseg.__file__).parent / ".mim" / "tools"
+ONE_ITER = ["train_cfg.max_iters=1", "train_cfg.val_interval=1", "param_scheduler.0.end=1",
+            "default_hooks.checkpoint.interval=1"]
+
+pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
+pytestmark = pytest.mark.slow
+
+
+def _data_root_options(root: Path) -> list[str]:
+    return [f"{loader}.dataset.data_root={root}"
+            for loader in ("train_dataloader", "val_dataloader", "test_dataloader")]
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(TOOLS / script), *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_mmseg_tools_train_then_test(synthcity, tmp_path):
+    options = [*TINY_OPTIONS, *ONE_ITER, *_data_root_options(synthcity)]
+    work_dir = tmp_path / "work"
+    _run("train.py", CPU_CONFIG, "--work-dir", str(work_dir), "--cfg-options", *options,
+         cwd=tmp_path)
+    checkpoint = work_dir / "iter_1.pth"
+    assert checkpoint.is_file()
+
+    test_dir = tmp_path / "test"
+    _run("test.py", CPU_CONFIG, str(checkpoint), "--work-dir", str(test_dir),
+         "--cfg-options", *options, cwd=tmp_path)
+    (metrics_file,) = test_dir.glob("*/*.json")  # mmengine dumps the test metrics here
+    metrics = json.loads(metrics_file.read_text())
+    assert math.isfinite(metrics["mIoU"]) and 0 <= metrics["mIoU"] <= 100
