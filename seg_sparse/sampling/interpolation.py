@@ -52,13 +52,14 @@ class GaussianInterpolation(nn.Module):
 
     def blur(self, x: torch.Tensor) -> torch.Tensor:
         """G * x for every channel of x (B, C, H, W), zero padding."""
-        b, c, h, w = x.shape
+        # A grouped (depthwise) conv, not a batch-folded single-channel one: on CPU its backward
+        # is 15-20x faster (measured at 4x16x32x64 and 4x64x16x32, forward + backward).
+        c = x.shape[1]
+        k = self.window
         g = self.kernel_1d(x.dtype, x.device)
-        r = self.window // 2
-        y = x.reshape(b * c, 1, h, w)
-        y = F.conv2d(y, g.view(1, 1, 1, -1), padding=(0, r))
-        y = F.conv2d(y, g.view(1, 1, -1, 1), padding=(r, 0))
-        return y.view(b, c, h, w)
+        r = k // 2
+        y = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), padding=(0, r), groups=c)
+        return F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), padding=(r, 0), groups=c)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interpolate ``features`` (B, C, H, W) from positions where ``mask`` (B, 1, H, W) is 1."""
@@ -72,8 +73,8 @@ class GaussianInterpolation(nn.Module):
             return features
         mask = mask.to(features.dtype)
         sampled = features * mask
-        support = self.blur(mask).clamp_min(self.eps)
-        filled = self.blur(sampled) / support
+        blurred = self.blur(torch.cat([sampled, mask], dim=1))
+        filled = blurred[:, :-1] / blurred[:, -1:].clamp_min(self.eps)
         return sampled + (1 - mask) * filled
 
     def extra_repr(self) -> str:

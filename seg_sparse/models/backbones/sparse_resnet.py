@@ -1,0 +1,222 @@
+"""Sparse ResNetV1c / ResNeXt backbones: mmseg's ResNets built from :class:`SparseBottleneck`.
+
+The stem, the stage layout (strides, dilations, contract_dilation, multi_grid), the downsample
+branches, ``norm_eval`` / ``frozen_stages`` and the init_cfg handling are mmseg's own; only the
+residual block is swapped, through :class:`SparseBlockFactory`, which turns mmseg's block keyword
+arguments (norm_cfg, dcn, style, ...) into :class:`SparseBottleneck` arguments. Parameter names
+of the dense parts equal mmseg's (``layer1.0.conv1.weight``, ``layer1.0.bn1.running_mean``, ...),
+so ResNetV1c / ImageNet checkpoints load; only the sampling layers (``mask1``, ``mask2``,
+``interp1``, ``interp2``, ``temperature``) and the DCN offset convs (``conv2_offset``) are new.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mmcv.cnn import build_norm_layer
+from mmseg.models.backbones import ResNet, ResNetV1c
+from mmseg.registry import MODELS
+from torch import nn
+from torchvision.ops import DeformConv2d
+
+from seg_sparse.sampling import SparseBottleneck, sparse_blocks
+
+#: The only DCN flavour of the paper: DCN v1, one offset group (18 offset channels).
+_SUPPORTED_DCN = ("DCN", "DCNv1", "DeformConv2dPack", "DeformConv")
+
+
+def _dcn_for_block(dcn: dict | None, stride: int) -> bool:
+    """Whether a block with mmseg's ``dcn`` config gets a deformable conv2."""
+    if dcn is None:
+        return False
+    if not isinstance(dcn, dict):
+        raise TypeError(f"backbone 'dcn' must be a dict or None, got {dcn!r}")
+    unknown = set(dcn) - {"type", "deform_groups", "fallback_on_stride"}
+    if dcn.get("type") not in _SUPPORTED_DCN or dcn.get("deform_groups", 1) != 1 or unknown:
+        raise ValueError(
+            f"sparse backbones support only dcn=dict(type='DCN', deform_groups=1"
+            f"[, fallback_on_stride=...]) (DCN v1, offsets predicted from the block input), "
+            f"got dcn={dcn!r}"
+        )
+    return not (dcn.get("fallback_on_stride", False) and stride > 1)
+
+
+class _GroupedSparseBottleneck(SparseBottleneck):
+    """ResNeXt bottleneck: conv1/conv2/conv3 at ``width`` channels, conv2 grouped.
+
+    Built as a :class:`SparseBottleneck` and then given mmseg ResNeXt's wider, grouped dense
+    convs; the sampling layers only depend on the block input and are reused unchanged.
+    """
+
+    def __init__(self, inplanes: int, planes: int, groups: int, width: int, **kwargs: Any):
+        super().__init__(inplanes, planes, **kwargs)
+        norm_layer = kwargs.get("norm_layer", nn.BatchNorm2d)
+        conv2_type = DeformConv2d if self.with_dcn else nn.Conv2d
+        self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv2_type(
+            width, width, kernel_size=3, stride=self.stride, padding=self.dilation,
+            dilation=self.dilation, groups=groups, bias=False,
+        )
+        self.bn2 = norm_layer(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, kernel_size=1, bias=False)
+
+
+class SparseBlockFactory:
+    """Callable that mmseg's ``ResLayer`` uses as its ``block`` class.
+
+    ``ResLayer`` reads ``block.expansion`` and calls ``block(inplanes=..., planes=..., stride=...,
+    dilation=..., downsample=..., style=..., with_cp=..., conv_cfg=..., norm_cfg=..., dcn=...,
+    plugins=..., init_cfg=...)``; this maps those to :class:`SparseBottleneck` and refuses the
+    options the sparse block does not implement instead of silently ignoring them.
+    """
+
+    expansion = SparseBottleneck.expansion
+
+    def __init__(self, groups: int = 1, base_width: int = 4, base_channels: int = 64,
+                 **sampling: Any) -> None:
+        self.groups = groups
+        self.base_width = base_width
+        self.base_channels = base_channels
+        self.sampling = sampling
+
+    def __call__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        style: str = "pytorch",
+        with_cp: bool = False,
+        conv_cfg: dict | None = None,
+        norm_cfg: dict | None = None,
+        dcn: dict | None = None,
+        plugins: list | None = None,
+        init_cfg: Any = None,  # mmseg's zero-init of norm3: done by the backbone's init_weights
+    ) -> SparseBottleneck:
+        unsupported = {
+            "style": (style, "pytorch"), "with_cp": (with_cp, False),
+            "conv_cfg": (conv_cfg, None), "plugins": (plugins, None),
+        }
+        for key, (value, supported) in unsupported.items():
+            if value != supported:
+                raise ValueError(f"sparse backbones need {key}={supported!r}, got {key}={value!r}")
+        norm_cfg = dict(type="BN", requires_grad=True) if norm_cfg is None else norm_cfg
+
+        def norm_layer(channels: int) -> nn.Module:
+            return build_norm_layer(norm_cfg, channels)[1]
+
+        kwargs = dict(
+            stride=stride, dilation=dilation, downsample=downsample, norm_layer=norm_layer,
+            with_dcn=_dcn_for_block(dcn, stride), **self.sampling,
+        )
+        if self.groups == 1:
+            return SparseBottleneck(inplanes, planes, **kwargs)
+        width = math.floor(planes * (self.base_width / self.base_channels)) * self.groups
+        return _GroupedSparseBottleneck(inplanes, planes, self.groups, width, **kwargs)
+
+
+def _uses_pretrained(init_cfg: Any) -> bool:
+    cfgs = init_cfg if isinstance(init_cfg, list | tuple) else [init_cfg]
+    return any(isinstance(c, dict) and c.get("type") == "Pretrained" for c in cfgs)
+
+
+class _SparseResNetMixin:
+    """Swaps mmseg's Bottleneck for :class:`SparseBottleneck`; put before an mmseg ResNet."""
+
+    _sampling: dict[str, Any]
+    _default_init: bool
+
+    def _setup_sparse(self, sampling: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        """Record sampling options; called before the mmseg ResNet constructor runs."""
+        depth = kwargs.get("depth")
+        if depth not in (50, 101, 152):
+            raise ValueError(f"sparse ResNets need a Bottleneck depth (50, 101, 152), got "
+                             f"depth={depth!r}")
+        self._sampling = sampling
+        # mmseg zero-initialises bn3 only under its default (Kaiming) init.
+        self._default_init = kwargs.get("init_cfg") is None and kwargs.get("pretrained") is None
+
+    def _block_factory(self) -> SparseBlockFactory:
+        return SparseBlockFactory(**self._sampling)
+
+    def make_res_layer(self, **kwargs: Any) -> nn.Module:
+        """mmseg's ResLayer with the sparse block in place of ``kwargs['block']``."""
+        kwargs["block"] = self._block_factory()
+        return super().make_res_layer(**kwargs)  # type: ignore[misc]
+
+    def init_weights(self) -> None:
+        """mmseg's init, then the sampling layers' own init (Kaiming re-initialises them).
+
+        With a Pretrained init_cfg the loaded weights are kept as loaded (new layers keep their
+        constructor init when the checkpoint lacks them). Otherwise mask predictors go back to
+        weight 0 / bias 3 and DCN offsets to 0, and under mmseg's default init
+        ``zero_init_residual`` zeroes bn3 as mmseg does for its own Bottleneck.
+        """
+        first_call = not self._is_init  # type: ignore[attr-defined]
+        super().init_weights()  # type: ignore[misc]
+        if not first_call or _uses_pretrained(self.init_cfg):  # type: ignore[attr-defined]
+            return
+        zero_bn3 = self._default_init and self.zero_init_residual  # type: ignore[attr-defined]
+        for _, block in sparse_blocks(self):  # type: ignore[arg-type]
+            block.reset_sampling_parameters()
+            if zero_bn3:
+                nn.init.zeros_(block.bn3.weight)
+                nn.init.zeros_(block.bn3.bias)
+
+
+@MODELS.register_module()
+class SparseResNetV1c(_SparseResNetMixin, ResNetV1c):
+    """mmseg's ResNetV1c (deep stem) whose bottlenecks sample features sparsely.
+
+    Args:
+        sampler: ``'stochastic'`` (the paper), ``'deterministic'`` (Determ Gumbel-Softmax),
+            ``'relu'`` (ReLU-gate baseline) or ``'dense'`` (no sampling: the dense / uniform
+            baseline; DCN offsets still come from the block input).
+        grid_interval: grid-prior interval k (positions with i % k == j % k == 0 always
+            sampled); None or 0 switches the prior off.
+        interp_window: size of the Gaussian interpolation window.
+        t0, t_final, max_iters: Gumbel temperature schedule; ``SparseTemperatureHook``
+            re-targets ``max_iters`` to the Runner's, so it matters only outside a Runner.
+        **kwargs: everything mmseg's ``ResNetV1c`` accepts (depth, strides, dilations,
+            contract_dilation, multi_grid, stem_channels, base_channels, norm_cfg, norm_eval,
+            frozen_stages, dcn, stage_with_dcn, zero_init_residual, init_cfg / pretrained).
+            Depth 50, 101 or 152.
+    """
+
+    def __init__(self, sampler: str = "stochastic", grid_interval: int | None = 11,
+                 interp_window: int = 7, t0: float = 1.0, t_final: float = 0.01,
+                 max_iters: int = 60000, **kwargs: Any) -> None:
+        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
+                                interp_window=interp_window, t0=t0, t_final=t_final,
+                                max_iters=max_iters), kwargs)
+        super().__init__(**kwargs)
+
+
+@MODELS.register_module()
+class SparseResNeXt(_SparseResNetMixin, ResNet):
+    """mmseg's ResNeXt (``groups`` x ``base_width``d, e.g. 32x4d) with sparse bottlenecks.
+
+    Args:
+        groups, base_width: as mmseg's ResNeXt (conv2 width
+            ``floor(planes * base_width / base_channels) * groups``).
+        sampler, grid_interval, interp_window, t0, t_final, max_iters: as SparseResNetV1c.
+        **kwargs: everything mmseg's ``ResNet`` accepts (``deep_stem=True`` for a V1c stem).
+    """
+
+    def __init__(self, groups: int = 32, base_width: int = 4, sampler: str = "stochastic",
+                 grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
+                 t_final: float = 0.01, max_iters: int = 60000, **kwargs: Any) -> None:
+        self.groups = groups
+        self.base_width = base_width
+        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
+                                interp_window=interp_window, t0=t0, t_final=t_final,
+                                max_iters=max_iters), kwargs)
+        super().__init__(**kwargs)
+
+    def _block_factory(self) -> SparseBlockFactory:
+        return SparseBlockFactory(groups=self.groups, base_width=self.base_width,
+                                  base_channels=self.base_channels, **self._sampling)
+
