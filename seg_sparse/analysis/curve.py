@@ -1,0 +1,163 @@
+"""Speed / accuracy curve: GFLOPs against mIoU (or mAP) from several test results.
+
+Reads the JSON files evaluations write -- ``metrics.json`` of ``seg-sparse test`` (keys under
+``"metrics"``), mmengine's per-run test JSON (flat keys) and ``flops.json`` of ``seg-sparse
+flops`` -- and groups the points by method family: ours (stochastic sampling), Determ
+Gumbel-Softmax, ReLU gate, uniform sampling (dense models at several input sizes).
+"""
+
+from __future__ import annotations
+
+import json
+import os.path as osp
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .output import table
+
+#: Test-time sampler of a config -> method family of the paper's plots.
+FAMILY_OF_SAMPLER = {
+    "stochastic": "ours",
+    "deterministic": "Determ Gumbel-Softmax",
+    "relu": "ReLU",
+    "dense": "uniform sampling",
+}
+#: Config-name hints, used when the config file named in a result cannot be read.
+FAMILY_OF_NAME = (("determ", "deterministic"), ("relu", "relu"), ("uniform", "dense"),
+                  ("sparse", "stochastic"))
+ACCURACY_KEYS = ("mIoU", "mAP", "coco/bbox_mAP", "bbox_mAP", "pascal_voc/mAP")
+GFLOPS_KINDS = ("backbone", "total")
+
+
+class ResultFileError(ValueError):
+    """A result JSON that cannot be read or lacks what the curve needs."""
+
+
+@dataclass
+class CurvePoint:
+    family: str
+    label: str
+    gflops: float
+    accuracy: float
+    source: str
+
+    def as_plot_point(self) -> dict[str, Any]:
+        return {"method_family": self.family, "label": self.label, "gflops": self.gflops,
+                "metric": self.accuracy}
+
+
+def _metrics(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    nested = data.get("metrics")
+    return nested if isinstance(nested, Mapping) else data
+
+
+def read_accuracy(path: str, data: Mapping[str, Any], key: str | None) -> tuple[str, float]:
+    metrics = _metrics(data)
+    keys = [key] if key else list(ACCURACY_KEYS)
+    for k in keys:
+        if metrics.get(k) is not None:
+            return k, float(metrics[k])
+    raise ResultFileError(f"result '{path}' has no accuracy key ({' / '.join(keys)}); "
+                          f"its keys: {sorted(metrics)}")
+
+
+def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> float:
+    """Executed GFLOPs (with measured densities) if present, else the dense count."""
+    if kind not in GFLOPS_KINDS:
+        raise ValueError(f"GFLOPs kind must be one of {GFLOPS_KINDS}, got {kind!r}")
+    metrics = _metrics(data)
+    for key in (f"gflops_{kind}_sparse", f"gflops_{kind}_dense", f"gflops_{kind}"):
+        if metrics.get(key) is not None:
+            return float(metrics[key])
+    for section in ("sparse", "dense"):  # flops.json of `seg-sparse flops`
+        if isinstance(data.get(section), Mapping) and data[section].get(kind) is not None:
+            return float(data[section][kind])
+    raise ResultFileError(
+        f"result '{path}' has no GFLOPs (gflops_{kind}_sparse / gflops_{kind}_dense); "
+        "evaluate with the sparse metric (test_evaluator type 'SparseIoUMetric' and "
+        "custom_hooks SparseFlopsHook) or use `seg-sparse flops --checkpoint`")
+
+
+def infer_family(config: str | None) -> str | None:
+    """Family from the config's ``model.backbone.sampler`` (file readable), else its name."""
+    if not config:
+        return None
+    sampler = None
+    if osp.isfile(config):
+        from mmengine.config import Config
+
+        try:
+            sampler = Config.fromfile(config).model.backbone.get("sampler")
+        except Exception:  # noqa: BLE001 - unreadable config: fall back to its name
+            sampler = None
+    if sampler is None:
+        name = osp.basename(config).lower()
+        sampler = next((s for hint, s in FAMILY_OF_NAME if hint in name), None)
+    return FAMILY_OF_SAMPLER.get(sampler) if sampler else None
+
+
+def default_label(path: str, config: str | None) -> str:
+    """Setting tags of the config name (w0.1, short side 512, nogrid, t0.005), else the
+    result's folder name."""
+    name = osp.splitext(osp.basename(config))[0] if config else ""
+    tags = []
+    if m := re.search(r"uniform(\d+)", name):
+        tags.append(f"short side {m.group(1)}")
+    tags += re.findall(r"_(w[\d.]+|nogrid|t[\d.]+)(?=_|$)", name)
+    if tags:
+        return " ".join(tags)
+    return osp.basename(osp.dirname(osp.abspath(path))) or osp.basename(path)
+
+
+def load_curve_points(
+    paths: Sequence[str],
+    families: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    gflops: str = "backbone",
+    accuracy_key: str | None = None,
+) -> tuple[list[CurvePoint], str]:
+    """One point per result file, and the accuracy key used (the same for all files).
+
+    ``families`` / ``labels``: one per file, or one family for all; inferred when omitted.
+    """
+    if not paths:
+        raise ResultFileError("no result files given: pass at least one RESULT.json")
+    for what, values in (("--family", families), ("--labels", labels)):
+        allowed = (1, len(paths)) if what == "--family" else (len(paths),)
+        if values and len(values) not in allowed:
+            raise ResultFileError(f"{what} needs {' or '.join(map(str, allowed))} value(s) for "
+                                  f"{len(paths)} result files, got {len(values)}")
+    points, used_keys = [], set()
+    for i, path in enumerate(paths):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ResultFileError(f"result file '{path}' does not exist") from None
+        except (OSError, json.JSONDecodeError) as err:
+            raise ResultFileError(f"result file '{path}' is not readable JSON: {err}") from None
+        if not isinstance(data, Mapping):
+            raise ResultFileError(f"result file '{path}' holds a {type(data).__name__}, "
+                                  "not a JSON object of metrics")
+        key, value = read_accuracy(path, data, accuracy_key)
+        used_keys.add(key)
+        config = data.get("config")
+        family = (families[0] if len(families) == 1 else families[i]) if families else \
+            infer_family(config)
+        if family is None:
+            raise ResultFileError(f"cannot tell the method family of '{path}' (config "
+                                  f"{config!r}); pass --family")
+        label = labels[i] if labels else default_label(path, config)
+        points.append(CurvePoint(family, label, read_gflops(path, data, gflops), value, path))
+    if len(used_keys) > 1:
+        raise ResultFileError(f"the results report different accuracy keys {sorted(used_keys)};"
+                              " choose one with --metric")
+    return points, used_keys.pop()
+
+
+def format_curve_table(points: Sequence[CurvePoint], accuracy_key: str, gflops: str) -> str:
+    rows = [[p.family, p.label, p.gflops, f"{p.accuracy:.2f}", p.source]
+            for p in sorted(points, key=lambda p: (p.family, p.gflops))]
+    return table(["family", "point", f"GFLOPs ({gflops})", accuracy_key, "result file"], rows)
