@@ -14,5 +14,12 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-# Checkpoints hold only plain data, so they load under torch's weights_only=True.
-custom_hooks = [dict(type='SafeCheckpointHook')]
+# SafeCheckpointHook: checkpoints hold only plain data (they load under weights_only=True).
+# SparseTemperatureHook: anneals the Gumbel temperature from the Runner's iteration (no-op for
+# dense models). SparseFlopsHook: gives SparseIoUMetric the model so it reports GFLOPs.
+# A config that redefines custom_hooks replaces this list: keep all three.
+custom_hooks = [
+    dict(type='SafeCheckpointHook'),
+    dict(type='SparseTemperatureHook'),
+    dict(type='SparseFlopsHook'),
+]

@@ -8,4 +8,3 @@ _base_ = ['./fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py']
 model = dict(
     sparse_loss_weight=0.1,
     backbone=dict(sampler='stochastic', grid_interval=11, t0=1.0, t_final=0.01, max_iters=300))
-custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='SparseTemperatureHook')]

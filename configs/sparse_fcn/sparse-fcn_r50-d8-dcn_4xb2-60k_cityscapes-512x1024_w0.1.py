@@ -9,5 +9,3 @@ _base_ = [
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)
 model = dict(data_preprocessor=data_preprocessor, sparse_loss_weight=0.1)
-# custom_hooks lists replace (not merge) the base's: keep SafeCheckpointHook.
-custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='SparseTemperatureHook')]

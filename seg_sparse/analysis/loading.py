@@ -8,7 +8,7 @@ reports with that metric.
 
 from __future__ import annotations
 
-import argparse
+import os.path as osp
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +19,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from seg_sparse.cli.common import CommandError
 from seg_sparse.flops import FlopsReport
 from seg_sparse.sampling import sparse_blocks
 
@@ -89,19 +90,13 @@ def load_model(
     A checkpoint of another architecture raises ``CheckpointMismatchError`` listing the
     differing keys; a missing file raises ``CommandError`` naming it.
     """
-    import os.path as osp
-
-    from seg_sparse.cli.common import CommandError
-    from seg_sparse.cli.flops import _build_model, _load_config, _load_weights
-
     if not osp.isfile(config):
         raise CommandError(f"config file '{config}' does not exist")
     if not osp.isfile(checkpoint):
         raise CommandError(f"checkpoint '{checkpoint}' does not exist")
-    args = argparse.Namespace(config=config, cfg_options=cfg_options, data_root=data_root)
-    cfg = _load_config(args)
-    model = _build_model(cfg)
-    _load_weights(model, checkpoint, trust_checkpoint)
+    cfg = load_config(config, cfg_options, data_root)
+    model = build_eval_model(cfg)
+    load_weights(model, checkpoint, trust_checkpoint)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return LoadedModel(cfg, model.to(device).eval(), config, checkpoint)
@@ -116,8 +111,6 @@ def evaluate(loaded: LoadedModel, num_images: int | None = None,
     RNG), so an evaluation can be repeated exactly.
     """
     from mmengine.logging import MMLogger
-
-    from seg_sparse.cli.flops import measure_densities
 
     count = num_images if num_images is not None else sys.maxsize  # capped at the set size
     logger = MMLogger.get_current_instance()
@@ -167,3 +160,109 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
     return mean, (sum((v - mean) ** 2 for v in values) / n) ** 0.5
+
+
+def load_config(config: str, cfg_options: dict | None = None,
+                data_root: str | None = None) -> Config:
+    """Read ``config`` with checked ``--cfg-options`` and an optional evaluation data root."""
+    from seg_sparse.cli.cfg_options import merge_checked_options
+
+    cfg = Config.fromfile(config)
+    merge_checked_options(cfg, cfg_options)
+    if data_root:
+        if not osp.isdir(data_root):
+            raise CommandError(f"--data-root '{data_root}' is not a directory")
+        for loader in ("val_dataloader", "test_dataloader"):
+            if cfg.get(loader) is not None:
+                cfg[loader].dataset.data_root = data_root
+    return cfg
+
+
+def build_eval_model(cfg: Config) -> nn.Module:
+    """The config's model in eval mode, SyncBN reverted to BN (no process group needed)."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    if "model" not in cfg:
+        raise CommandError("the config has no 'model'")
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    model = MODELS.build(cfg.model)
+    return revert_sync_batchnorm(model).eval()  # SyncBN needs a process group; BN is the same
+
+
+def load_weights(model: nn.Module, path: str, trust: bool) -> None:
+    """Check ``path`` matches ``model``'s architecture, then load it weights-only."""
+    from seg_sparse.cli.checkpoint_check import check_checkpoint_matches
+    from seg_sparse.compat import allow_legacy_checkpoints, load_checkpoint_safely
+
+    if trust:
+        allow_legacy_checkpoints()
+    check_checkpoint_matches(model, path)
+    checkpoint = load_checkpoint_safely(path, map_location="cpu")
+    state = checkpoint.get("state_dict", checkpoint)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+
+
+def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:
+    """Run ``model`` on the first ``num_images`` validation images.
+
+    Returns ({num_images, measured_input_shape, mIoU, densities (mean per block)}, the
+    :class:`SparseIoUMetric` used, which caches the FLOPs profile of the measured shape).
+    """
+    from mmengine.runner import Runner
+    from tqdm import tqdm
+
+    from seg_sparse.evaluation import SparseIoUMetric
+
+    loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
+    if loader_cfg is None:
+        raise CommandError("the config has no val_dataloader/test_dataloader to measure on")
+    try:
+        loader = Runner.build_dataloader(loader_cfg)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise CommandError(f"cannot build the validation dataset of the config ({err}); "
+                           "generate or point to the data with --data-root") from err
+    dataset = loader.dataset
+    if len(dataset) == 0:
+        raise CommandError("the validation dataset is empty; check --data-root")
+    num_images = min(num_images, len(dataset))
+    metric = SparseIoUMetric(ignore_index=_ignore_index(cfg))
+    metric.dataset_meta = dataset.metainfo
+    done = 0
+    with tqdm(total=num_images, desc="measuring densities", unit="img") as bar:
+        for batch in loader:
+            outputs = model.test_step(batch)[: num_images - done]
+            metric.process(batch, [o.to_dict() for o in outputs])
+            done += len(outputs)
+            bar.update(len(outputs))
+            if done >= num_images:
+                break
+    metric.set_flops_model(model)
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel("WARNING")  # the metric's tables: this command prints its own
+    try:
+        metrics = metric.evaluate(done)
+    finally:
+        logger.setLevel(level)
+    if "sampling_densities" not in metrics:
+        raise CommandError("the model reports no sampling densities (is it a "
+                           "SparseEncoderDecoder?); run without --checkpoint for dense GFLOPs")
+    measured_shape = metric.last_report.input_shape if metric.last_report else None
+    info = {
+        "num_images": done,
+        "measured_input_shape": list(measured_shape) if measured_shape else None,
+        "mIoU": round(float(metrics["mIoU"]), 2),
+        "densities": {k: tuple(v) for k, v in metrics["sampling_densities"].items()},
+    }
+    return info, metric
+
+
+def _ignore_index(cfg: Config) -> int:
+    evaluator = cfg.get("val_evaluator") or {}
+    if isinstance(evaluator, (list, tuple)):
+        evaluator = evaluator[0] if evaluator else {}
+    return int(evaluator.get("ignore_index", 255))

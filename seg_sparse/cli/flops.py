@@ -16,6 +16,13 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
+from seg_sparse.analysis.loading import (
+    build_eval_model,
+    load_config,
+    load_weights,
+    measure_densities,
+)
+
 from .common import CommandError
 
 NAME = "flops"
@@ -79,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
     if args.shape is not None and min(args.shape) < 1:
         raise CommandError(f"--shape must be two positive integers H W, got {args.shape}")
-    cfg = _load_config(args)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
     shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
-    model = _build_model(cfg)
+    model = build_eval_model(cfg)
 
     from seg_sparse.flops import count_flops
 
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         report = count_flops(model, shape)
     else:
-        _load_weights(model, args.checkpoint, args.trust_checkpoint)
+        load_weights(model, args.checkpoint, args.trust_checkpoint)
         measured, metric = measure_densities(model, cfg, args.num_images)
         report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
         result.update(measured)
@@ -107,106 +114,3 @@ def run(args: argparse.Namespace) -> int:
         json.dump(result, f, indent=2)
     print(f"GFLOPs written to {path}")
     return 0
-
-
-def _load_config(args: argparse.Namespace) -> Config:
-    from .cfg_options import merge_checked_options
-
-    cfg = Config.fromfile(args.config)
-    merge_checked_options(cfg, args.cfg_options)
-    if args.data_root:
-        if not osp.isdir(args.data_root):
-            raise CommandError(f"--data-root '{args.data_root}' is not a directory")
-        for loader in ("val_dataloader", "test_dataloader"):
-            if cfg.get(loader) is not None:
-                cfg[loader].dataset.data_root = args.data_root
-    return cfg
-
-
-def _build_model(cfg: Config):
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    if "model" not in cfg:
-        raise CommandError("the config has no 'model'")
-    init_default_scope(cfg.get("default_scope", "mmseg"))
-    model = MODELS.build(cfg.model)
-    return revert_sync_batchnorm(model).eval()  # SyncBN needs a process group; BN is the same
-
-
-def _load_weights(model, path: str, trust: bool) -> None:
-    from seg_sparse.compat import allow_legacy_checkpoints, load_checkpoint_safely
-
-    from .checkpoint_check import check_checkpoint_matches
-
-    if trust:
-        allow_legacy_checkpoints()
-    check_checkpoint_matches(model, path)
-    checkpoint = load_checkpoint_safely(path, map_location="cpu")
-    state = checkpoint.get("state_dict", checkpoint)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-
-
-def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:
-    """Run ``model`` on the first ``num_images`` validation images.
-
-    Returns ({num_images, measured_input_shape, mIoU, densities (mean per block)}, the
-    :class:`SparseIoUMetric` used, which caches the FLOPs profile of the measured shape).
-    """
-    from mmengine.runner import Runner
-    from tqdm import tqdm
-
-    from seg_sparse.evaluation import SparseIoUMetric
-
-    loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
-    if loader_cfg is None:
-        raise CommandError("the config has no val_dataloader/test_dataloader to measure on")
-    try:
-        loader = Runner.build_dataloader(loader_cfg)
-    except (FileNotFoundError, OSError, ValueError) as err:
-        raise CommandError(f"cannot build the validation dataset of the config ({err}); "
-                           "generate or point to the data with --data-root") from err
-    dataset = loader.dataset
-    if len(dataset) == 0:
-        raise CommandError("the validation dataset is empty; check --data-root")
-    num_images = min(num_images, len(dataset))
-    metric = SparseIoUMetric(ignore_index=_ignore_index(cfg))
-    metric.dataset_meta = dataset.metainfo
-    done = 0
-    with tqdm(total=num_images, desc="measuring densities", unit="img") as bar:
-        for batch in loader:
-            outputs = model.test_step(batch)[: num_images - done]
-            metric.process(batch, [o.to_dict() for o in outputs])
-            done += len(outputs)
-            bar.update(len(outputs))
-            if done >= num_images:
-                break
-    metric.set_flops_model(model)
-    from mmengine.logging import MMLogger
-
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel("WARNING")  # the metric's tables: this command prints its own
-    try:
-        metrics = metric.evaluate(done)
-    finally:
-        logger.setLevel(level)
-    if "sampling_densities" not in metrics:
-        raise CommandError("the model reports no sampling densities (is it a "
-                           "SparseEncoderDecoder?); run without --checkpoint for dense GFLOPs")
-    measured_shape = metric.last_report.input_shape if metric.last_report else None
-    info = {
-        "num_images": done,
-        "measured_input_shape": list(measured_shape) if measured_shape else None,
-        "mIoU": round(float(metrics["mIoU"]), 2),
-        "densities": {k: tuple(v) for k, v in metrics["sampling_densities"].items()},
-    }
-    return info, metric
-
-
-def _ignore_index(cfg: Config) -> int:
-    evaluator = cfg.get("val_evaluator") or {}
-    if isinstance(evaluator, (list, tuple)):
-        evaluator = evaluator[0] if evaluator else {}
-    return int(evaluator.get("ignore_index", 255))

@@ -43,8 +43,8 @@ val_dataloader = dict(
         data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-# mmseg's IoU metric; add the official evaluation with
-#   --cfg-options "test_evaluator=[dict(type='IoUMetric',iou_metrics=['mIoU']),dict(type='CityscapesMetric',output_dir='work_dirs/cs_eval')]"
-# or use `seg-sparse test --cityscapes-eval`.
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# mmseg's IoU metric plus GFLOPs (dense / executed) and per-block sampling densities (needs
+# SparseFlopsHook in custom_hooks). The official cityscapesscripts evaluation:
+# `seg-sparse test --cityscapes-eval`, or dict(type='SparseCityscapesMetric', output_dir=...).
+val_evaluator = dict(type='SparseIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
