@@ -4,7 +4,8 @@ Per image, ``<name>_masks.png``: the image, the prediction and mask1 / mask2 of 
 blocks over the image (bright = sampled and computed, dark = interpolated), titled with each
 mask's density; and ``<name>_stochastic_vs_deterministic.png``: one block's masks under the
 paper's stochastic test-time draw (Bernoulli(p)) and the deterministic one (p >= 0.5), same
-weights. Stochastic masks are drawn with ``--seed``, so reruns give the same pictures.
+weights. The stochastic masks of the i-th image are drawn with seed ``--seed`` + i, so reruns
+give the same pictures.
 """
 
 from __future__ import annotations

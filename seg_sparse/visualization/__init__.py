@@ -1,1 +1,41 @@
-"""visualization."""
+"""Figures for sparse segmentation models (matplotlib, Agg canvas, no display needed).
+
+* :func:`mask_overlay_figure` -- a street scene, its prediction and the sampled masks of chosen
+  blocks over the image; :func:`stochastic_vs_deterministic_figure` -- one block, two samplers.
+* :func:`collect_block_masks` / :func:`predict_with_masks` -- masks of a model's last forward
+  at image size; :func:`use_sampler` switches the sampler of a trained model temporarily.
+* :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model.
+* :func:`speed_accuracy_curve` -- GFLOPs vs accuracy, one line per method family.
+"""
+
+from .charts import sparsity_bar_chart, speed_accuracy_curve
+from .figures import colorize, mask_overlay_figure, overlay_mask, stochastic_vs_deterministic_figure
+from .masks import (
+    BlockMasks,
+    collect_block_masks,
+    default_blocks,
+    predict_with_masks,
+    resolve_blocks,
+    sampling_blocks,
+    use_sampler,
+)
+from .style import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, save_figure
+
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE",
+    "BlockMasks",
+    "collect_block_masks",
+    "colorize",
+    "default_blocks",
+    "mask_overlay_figure",
+    "overlay_mask",
+    "predict_with_masks",
+    "resolve_blocks",
+    "sampling_blocks",
+    "save_figure",
+    "sparsity_bar_chart",
+    "speed_accuracy_curve",
+    "stochastic_vs_deterministic_figure",
+    "use_sampler",
+]

@@ -1,0 +1,70 @@
+"""The demo's pictures: masks over a validation scene, sampler comparison, per-block densities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from mmengine.dataset import pseudo_collate
+from PIL import Image
+
+from seg_sparse.sampling import set_sampling_generator
+from seg_sparse.visualization import (
+    CITYSCAPES_PALETTE,
+    default_blocks,
+    mask_overlay_figure,
+    predict_with_masks,
+    sparsity_bar_chart,
+    stochastic_vs_deterministic_figure,
+    use_sampler,
+)
+
+from .training import ModelRun, sampling_generator
+
+FIGURE_NAMES = {
+    "mask_overlay": "masks_over_scene.png",
+    "stochastic_vs_deterministic": "stochastic_vs_deterministic.png",
+    "sparsity": "sparsity_per_block.png",
+}
+
+
+def _block_densities(run: ModelRun) -> dict[str, tuple[float, float, float]]:
+    """block -> (conv1, conv2, conv3) densities; conv2 and conv3 both run at mask2's."""
+    return {name: (d1, d2, d2) for name, (d1, d2) in run.metrics["sampling_densities"].items()}
+
+
+def write_figures(dense: ModelRun, sparse: ModelRun, out_dir: Path, seed: int,
+                  image_index: int = 0) -> dict[str, str]:
+    """Write the three PNGs into ``out_dir``; returns figure key -> path."""
+    paths = {key: out_dir / name for key, name in FIGURE_NAMES.items()}
+    model = sparse.model
+    dataset = sparse.runner.test_dataloader.dataset
+    data = pseudo_collate([dataset[image_index]])
+
+    set_sampling_generator(model, sampling_generator(model, seed))
+    blocks = default_blocks(model)
+    sample, masks = predict_with_masks(model, data, blocks)
+    image = np.asarray(Image.open(sample.img_path).convert("RGB"))
+    prediction = sample.pred_sem_seg.data[0].cpu().numpy()
+    if image.shape[:2] != prediction.shape:  # prediction is at the original image size
+        raise RuntimeError(f"prediction {prediction.shape} does not match {sample.img_path}")
+    m = sparse.metrics
+    title = (f"Sparse model on {Path(sample.img_path).name}: masks of one block per stage\n"
+             f"val mIoU {m['mIoU']:.1f}, backbone {m['gflops_backbone_sparse']:.3f} GFLOPs "
+             f"(dense twin {dense.metrics['gflops_backbone_dense']:.3f})")
+    mask_overlay_figure(image, prediction, masks, CITYSCAPES_PALETTE, paths["mask_overlay"],
+                        title=title)
+
+    block = blocks[len(blocks) // 2]
+    with use_sampler(model, "deterministic"):
+        _, deterministic = predict_with_masks(model, data, [block])
+    set_sampling_generator(model, None)
+    stochastic_vs_deterministic_figure(image, block, masks[block], deterministic[block],
+                                       paths["stochastic_vs_deterministic"])
+
+    sparsity_bar_chart(
+        {"dense twin": _block_densities(dense),
+         "sparse model (stochastic sampling, seeded)": _block_densities(sparse)},
+        paths["sparsity"],
+    )
+    return {key: str(path) for key, path in paths.items()}

@@ -1,0 +1,111 @@
+"""``report.json`` and the summary table printed at the end of the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from prettytable import PrettyTable
+
+from .training import ModelRun
+
+MODEL_KEYS = ("dense", "sparse")
+
+
+def model_entry(run: ModelRun) -> dict[str, Any]:
+    """Accuracy, GFLOPs (as executed and dense), densities, timings and files of one model."""
+    m = run.metrics
+    executed_backbone = float(m.get("gflops_backbone_sparse", m["gflops_backbone_dense"]))
+    executed_total = float(m.get("gflops_total_sparse", m["gflops_total_dense"]))
+    return {
+        "mIoU": float(m["mIoU"]),
+        "gflops": {
+            "backbone": executed_backbone,
+            "head": float(m["gflops_head"]),
+            "total": executed_total,
+        },
+        "gflops_dense": {
+            "backbone": float(m["gflops_backbone_dense"]),
+            "head": float(m["gflops_head"]),
+            "total": float(m["gflops_total_dense"]),
+        },
+        "mean_density": float(m["density_mean"]),
+        "block_densities": {k: [float(d) for d in v] for k, v in m["sampling_densities"].items()},
+        "train_time_s": run.train_time_s,
+        "eval_time_s": run.eval_time_s,
+        "iterations": run.iterations,
+        "initialised_from": run.init_from,
+        "config": str(run.config),
+        "work_dir": str(run.work_dir),
+        "checkpoint": str(run.checkpoint),
+    }
+
+
+def build_report(dense: ModelRun, sparse: ModelRun, figures: dict[str, str],
+                 settings: dict[str, Any], total_time_s: float) -> dict[str, Any]:
+    report: dict[str, Any] = {"dense": model_entry(dense), "sparse": model_entry(sparse)}
+    report["sparse_vs_dense"] = {
+        "backbone_gflops_ratio": report["sparse"]["gflops"]["backbone"]
+        / report["dense"]["gflops"]["backbone"],
+        "total_gflops_ratio": report["sparse"]["gflops"]["total"]
+        / report["dense"]["gflops"]["total"],
+        "miou_difference": report["sparse"]["mIoU"] - report["dense"]["mIoU"],
+    }
+    report["figures"] = figures
+    report["settings"] = settings
+    report["unit"] = "GFLOPs = multiply-accumulates / 1e9 at the evaluation input size"
+    report["total_time_s"] = total_time_s
+    _check_finite(report)
+    return report
+
+
+def _check_finite(value: Any, where: str = "report") -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is not finite ({value}): the evaluation went wrong")
+
+
+def write_report(report: dict[str, Any], path: Path) -> Path:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def format_summary(report: dict[str, Any], report_path: Path) -> str:
+    """The table of both models and the list of files written."""
+    table = PrettyTable()
+    table.field_names = ["model", "mIoU", "GFLOPs backbone", "GFLOPs head", "GFLOPs total",
+                         "mean density", "train s", "eval s"]
+    table.align = "r"
+    table.align["model"] = "l"
+    for key in MODEL_KEYS:
+        e = report[key]
+        table.add_row([key, f"{e['mIoU']:.2f}", f"{e['gflops']['backbone']:.4f}",
+                       f"{e['gflops']['head']:.4f}", f"{e['gflops']['total']:.4f}",
+                       f"{e['mean_density']:.3f}", f"{e['train_time_s']:.0f}",
+                       f"{e['eval_time_s']:.0f}"])
+    ratio = report["sparse_vs_dense"]
+    h, w = report["settings"]["size"]
+    lines = [
+        f"Results on {report['settings']['num_val']} synthetic validation scenes ({h}x{w}); "
+        "GFLOPs = multiply-accumulates / 1e9 as executed with the measured densities",
+        table.get_string(),
+        f"sparse / dense backbone GFLOPs: {100 * ratio['backbone_gflops_ratio']:.1f}%, "
+        f"total: {100 * ratio['total_gflops_ratio']:.1f}%; "
+        f"mIoU difference {ratio['miou_difference']:+.2f}",
+        "",
+        "Written:",
+        f"  report       {report_path}",
+    ]
+    for key in MODEL_KEYS:
+        lines.append(f"  {key:<12} {report[key]['checkpoint']}  (logs: {report[key]['work_dir']})")
+    for key, path in report["figures"].items():
+        lines.append(f"  figure       {path}  ({key.replace('_', ' ')})")
+    lines.append(f"  data         {report['settings']['data_root']}")
+    lines.append(f"Total time {report['total_time_s']:.0f} s")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Charts of the appendix analyses: per-block densities and the speed/accuracy trade-off."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .style import new_figure, save_figure
+
+#: Bars of one block: the density at which each conv of the bottleneck runs.
+CONV_LABELS = ("conv1 (mask1)", "conv2 (mask2)", "conv3 (mask2)")
+CONV_COLORS = ("#4C72B0", "#DD8452", "#55A868")
+FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+BlockDensities = Mapping[str, Sequence[float]]
+
+
+def _check_densities(model: str, per_block: BlockDensities) -> dict[str, tuple[float, ...]]:
+    if not per_block:
+        raise ValueError(f"model {model!r} has no block densities")
+    checked = {}
+    for block, values in per_block.items():
+        values = tuple(float(v) for v in values)
+        if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+            raise ValueError(
+                f"densities of block {block!r} of model {model!r} must be three values "
+                f"(conv1, conv2, conv3) in [0, 1], got {values}"
+            )
+        checked[block] = values
+    return checked
+
+
+def sparsity_bar_chart(
+    per_block: Mapping[str, BlockDensities], out_path: str | Path | None = None
+) -> Figure:
+    """Density of conv1 / conv2 / conv3 of every residual block (x axis), one panel per model.
+
+    ``per_block``: model name -> block name -> (d_conv1, d_conv2, d_conv3). Each panel's title
+    gives the model's mean density; the y axis is the fraction of positions computed.
+    """
+    if not per_block:
+        raise ValueError("per_block is empty: give at least one model's block densities")
+    models = {name: _check_densities(name, blocks) for name, blocks in per_block.items()}
+    most_blocks = max(len(b) for b in models.values())
+    width_in = max(7.0, 0.42 * most_blocks + 2.0)
+    fig = new_figure(width_in, 2.9 * len(models) + 0.8)
+    axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
+    bar = 0.27
+    for ax, (model, blocks) in zip(axes, models.items()):
+        names = list(blocks)
+        values = np.array([blocks[n] for n in names])  # (blocks, 3)
+        x = np.arange(len(names))
+        for k in range(3):
+            ax.bar(x + (k - 1) * bar, values[:, k], bar, color=CONV_COLORS[k],
+                   label=CONV_LABELS[k])
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("density (fraction computed)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.set_title(f"{model}: mean conv1/conv2/conv3 density {100.0 * values.mean():.1f}%",
+                     fontsize=11)
+    axes[-1].set_xlabel("residual block (backbone stage.index)")
+    height = fig.get_figheight()
+    fig.suptitle("Per-block sampling density", fontsize=13, fontweight="bold",
+                 y=1 - 0.08 / height)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncols=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.4 / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))
+    if out_path is not None:
+        save_figure(fig, out_path)
+    return fig
+
+
+_POINT_KEYS = ("method_family", "label", "gflops", "metric")
+
+
+def _check_points(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if not points:
+        raise ValueError("no result points to plot: give at least one")
+    checked = []
+    for i, point in enumerate(points):
+        missing = [k for k in _POINT_KEYS if k not in point]
+        if missing:
+            raise ValueError(f"point {i} ({dict(point)}) lacks keys {missing}")
+        gflops, metric = float(point["gflops"]), float(point["metric"])
+        if not (math.isfinite(gflops) and math.isfinite(metric)):
+            raise ValueError(f"point {i} ({point['label']!r}) has a non-finite value: "
+                             f"gflops={point['gflops']!r}, metric={point['metric']!r}")
+        checked.append({**point, "gflops": gflops, "metric": metric})
+    return checked
+
+
+def speed_accuracy_curve(
+    points: Sequence[Mapping[str, Any]],
+    out_path: str | Path | None = None,
+    x_label: str = "GFLOPs (backbone, multiply-accumulates / 1e9)",
+    y_label: str = "mIoU (%)",
+    title: str = "Speed / accuracy trade-off",
+) -> Figure:
+    """GFLOPs (x) against the metric (y): one line per ``method_family`` through its points
+    sorted by GFLOPs, each point labelled. ``points``: dicts with method_family, label, gflops,
+    metric."""
+    checked = _check_points(points)
+    families: dict[str, list[dict[str, Any]]] = {}
+    for point in checked:
+        families.setdefault(str(point["method_family"]), []).append(point)
+    fig = new_figure(7.5, 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (family, members) in enumerate(families.items()):
+        members.sort(key=lambda p: p["gflops"])
+        xs = [p["gflops"] for p in members]
+        ys = [p["metric"] for p in members]
+        (line,) = ax.plot(xs, ys, marker=FAMILY_MARKERS[i % len(FAMILY_MARKERS)],
+                          markersize=7, linewidth=1.8, label=family)
+        for p in members:
+            ax.annotate(str(p["label"]), (p["gflops"], p["metric"]), xytext=(6, 6),
+                        textcoords="offset points", fontsize=9, color=line.get_color(),
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=13, fontweight="bold")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.12, y=0.12)
+    ax.legend(title="method", fontsize=9, loc="lower right")
+    fig.tight_layout()
+    if out_path is not None:
+        save_figure(fig, out_path)
+    return fig

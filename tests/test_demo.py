@@ -1,0 +1,101 @@
+"""`seg-sparse demo` end to end in a reduced mode, and its option / output-dir errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from seg_sparse.cli.main import main
+from seg_sparse.demo import DemoError, DemoSettings
+from seg_sparse.demo.pipeline import prepare_data
+from seg_sparse.demo.settings import DENSE_CONFIG, SPARSE_CONFIG, configs_dir
+
+SMALL = ["--iters", "2", "--sparse-iters", "2", "--num-train", "4", "--num-val", "2",
+         "--size", "64", "128"]
+
+
+def _finite_numbers(value) -> bool:
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_numbers(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+@pytest.mark.slow
+def test_demo_writes_report_figures_and_checkpoints(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out-dir", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "==> [6/6]" in printed and "report.json" in printed
+
+    report = json.loads((out / "report.json").read_text())
+    assert _finite_numbers(report)
+    for key in ("dense", "sparse"):
+        entry = report[key]
+        assert 0.0 <= entry["mIoU"] <= 100.0
+        assert set(entry["gflops"]) == {"backbone", "head", "total"}
+        assert entry["gflops"]["total"] == pytest.approx(
+            entry["gflops"]["backbone"] + entry["gflops"]["head"])
+        assert entry["train_time_s"] > 0 and entry["eval_time_s"] > 0
+        assert Path(entry["checkpoint"]).is_file()
+        assert len(entry["block_densities"]) == 16  # ResNet-50: 3 + 4 + 6 + 3 blocks
+    # same network and input: the dense twin's full cost equals the sparse model's dense cost
+    assert report["dense"]["gflops_dense"] == report["sparse"]["gflops_dense"]
+    assert report["dense"]["mean_density"] == 1.0
+    assert 0.0 < report["sparse"]["mean_density"] <= 1.0
+    assert report["sparse"]["initialised_from"] == report["dense"]["checkpoint"]
+    for path in report["figures"].values():
+        with Image.open(path) as img:
+            assert img.size[0] > 500 and img.size[1] > 300
+
+
+def test_demo_data_is_generated_once_and_reused(tmp_path):
+    settings = DemoSettings(out_dir=tmp_path, num_train=2, num_val=1, size=(64, 128))
+    messages: list[str] = []
+    root = prepare_data(settings, messages.append)
+    images = sorted(root.rglob("*_leftImg8bit.png"))
+    assert len(images) == 3 and "wrote 2 train + 1 val" in messages[-1]
+    stamps = [os.path.getmtime(p) for p in images]
+    assert prepare_data(settings, messages.append) == root
+    assert messages[-1].startswith("reusing 2 + 1 scenes")
+    assert [os.path.getmtime(p) for p in images] == stamps
+    # other data options get their own folder instead of mixing with these scenes
+    assert DemoSettings(out_dir=tmp_path, num_train=3, num_val=1).data_root != root
+
+
+def test_demo_refuses_an_unwritable_out_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["demo", "--out-dir", str(blocker / "demo"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "seg-sparse demo: error: output directory" in err and "not writable" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(iters=0), "--iters must be >= 1"),
+        (dict(num_val=0), "--num-train and --num-val must be >= 1"),
+        (dict(size=(100, 256)), "--size must be two multiples of 32"),
+        (dict(device="tpu"), "--device must be one of"),
+    ],
+)
+def test_demo_settings_reject_bad_options(tmp_path, kwargs, message):
+    with pytest.raises(DemoError, match=message):
+        DemoSettings(out_dir=tmp_path, **kwargs)
+
+
+def test_demo_configs_are_found_and_configs_env_is_checked(tmp_path, monkeypatch):
+    folder = configs_dir()
+    assert (folder / DENSE_CONFIG).is_file() and (folder / SPARSE_CONFIG).is_file()
+    monkeypatch.setenv("SEG_SPARSE_CONFIGS", str(tmp_path))
+    with pytest.raises(DemoError, match="demo configs not found under"):
+        configs_dir()
