@@ -3,7 +3,7 @@
 # weight 0.1. SparseTemperatureHook anneals the temperature from 1 to 0.01 over the run's 300
 # iterations (it follows train_cfg.max_iters, so shorter runs anneal faster). The paper's weight
 # is calibrated for 60k iterations: in a few hundred the masks stay almost dense (measured: mean
-# density 0.95 after 100 iterations); the demo uses the w1.0 variant.
+# density 0.95 after 100 iterations); short CPU runs use the w1.0 variant.
 _base_ = ['./fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py']
 model = dict(
     sparse_loss_weight=0.1,

@@ -9,7 +9,7 @@ from .common import CommandError
 
 NAME = "demo"
 EPILOG = """examples:
-  seg-sparse demo                          # everything under ./demo_out (1-4 min on 2 cores)
+  seg-sparse demo                          # everything under ./demo_out (2-5 min on 2 cores)
   seg-sparse demo --out-dir /tmp/demo --iters 100 --sparse-iters 40
   seg-sparse demo --iters 4 --sparse-iters 2 --num-train 4 --num-val 2 --size 64 128  # smoke test
 Rerunning with the same data options reuses the generated scenes in <out-dir>/data.
@@ -31,10 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "(default: demo_out)")
     parser.add_argument("--iters", type=int, default=None,
                         help="training iterations of the dense twin (default: the demo "
-                        "config's, 80)")
+                        "config's, 200)")
     parser.add_argument("--sparse-iters", type=int, default=None,
                         help="fine-tuning iterations of the sparse model (default: the demo "
-                        "config's, 20)")
+                        "config's, 30)")
     parser.add_argument("--num-train", type=int, default=24, help="training scenes (default 24)")
     parser.add_argument("--num-val", type=int, default=8, help="validation scenes (default 8)")
     parser.add_argument("--size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"),

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: The demo's configs (relative to the configs folder); see their headers for the choices.
-DENSE_CONFIG = "cpu/fcn_r50-d8-w16_1xb4-demo_synthcity-64x128.py"
-SPARSE_CONFIG = "cpu/sparse-fcn_r50-d8-w16_1xb4-demo_synthcity-64x128.py"
+DENSE_CONFIG = "cpu/fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
+SPARSE_CONFIG = "cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
 #: Environment variable naming the configs folder when the package is not run from a checkout.
 CONFIGS_ENV = "SEG_SPARSE_CONFIGS"
 DEVICES = ("cpu", "cuda")
