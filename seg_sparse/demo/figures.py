@@ -33,6 +33,13 @@ def _block_densities(run: ModelRun) -> dict[str, tuple[float, float, float]]:
     return {name: (d1, d2, d2) for name, (d1, d2) in run.metrics["sampling_densities"].items()}
 
 
+def _most_uncertain_block(run: ModelRun) -> str:
+    """The block whose val density is nearest 0.5: where Bernoulli(p) and p >= 0.5 differ most
+    visibly (a block that collapsed to the grid prior looks the same under both)."""
+    densities = run.metrics["sampling_densities"]
+    return min(densities, key=lambda name: abs(sum(densities[name]) / 2 - 0.5))
+
+
 def write_figures(dense: ModelRun, sparse: ModelRun, out_dir: Path, seed: int,
                   image_index: int = 0) -> dict[str, str]:
     """Write the three PNGs into ``out_dir``; returns figure key -> path."""
@@ -43,7 +50,8 @@ def write_figures(dense: ModelRun, sparse: ModelRun, out_dir: Path, seed: int,
 
     set_sampling_generator(model, sampling_generator(model, seed))
     blocks = default_blocks(model)
-    sample, masks = predict_with_masks(model, data, blocks)
+    compare = _most_uncertain_block(sparse)
+    sample, masks = predict_with_masks(model, data, list(dict.fromkeys([*blocks, compare])))
     image = np.asarray(Image.open(sample.img_path).convert("RGB"))
     prediction = sample.pred_sem_seg.data[0].cpu().numpy()
     if image.shape[:2] != prediction.shape:  # prediction is at the original image size
@@ -52,14 +60,13 @@ def write_figures(dense: ModelRun, sparse: ModelRun, out_dir: Path, seed: int,
     title = (f"Sparse model on {Path(sample.img_path).name}: masks of one block per stage\n"
              f"val mIoU {m['mIoU']:.1f}, backbone {m['gflops_backbone_sparse']:.3f} GFLOPs "
              f"(dense twin {dense.metrics['gflops_backbone_dense']:.3f})")
-    mask_overlay_figure(image, prediction, masks, CITYSCAPES_PALETTE, paths["mask_overlay"],
-                        title=title)
+    mask_overlay_figure(image, prediction, {b: masks[b] for b in blocks}, CITYSCAPES_PALETTE,
+                        paths["mask_overlay"], title=title)
 
-    block = blocks[len(blocks) // 2]
     with use_sampler(model, "deterministic"):
-        _, deterministic = predict_with_masks(model, data, [block])
+        _, deterministic = predict_with_masks(model, data, [compare])
     set_sampling_generator(model, None)
-    stochastic_vs_deterministic_figure(image, block, masks[block], deterministic[block],
+    stochastic_vs_deterministic_figure(image, compare, masks[compare], deterministic[compare],
                                        paths["stochastic_vs_deterministic"])
 
     sparsity_bar_chart(
