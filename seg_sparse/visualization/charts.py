@@ -129,7 +129,7 @@ def speed_accuracy_curve(
     ax.set_title(title, fontsize=13, fontweight="bold")
     ax.grid(alpha=0.3)
     ax.margins(x=0.12, y=0.12)
-    ax.legend(title="method", fontsize=9, loc="lower right")
+    ax.legend(title="method", fontsize=9, loc="best")  # away from the points
     fig.tight_layout()
     if out_path is not None:
         save_figure(fig, out_path)
