@@ -19,14 +19,14 @@ class DemoError(RuntimeError):
 
 
 def configs_dir() -> Path:
-    """The repository's ``configs/`` (next to the package in a checkout / editable install),
-    or ``$SEG_SPARSE_CONFIGS``."""
+    """``$SEG_SPARSE_CONFIGS``, else the configs shipped in the package (``seg_sparse/configs``,
+    a link to the repository's ``configs/`` in a checkout)."""
     override = os.environ.get(CONFIGS_ENV)
-    folder = Path(override) if override else Path(__file__).resolve().parents[2] / "configs"
+    folder = Path(override) if override else Path(__file__).resolve().parents[1] / "configs"
     if not (folder / DENSE_CONFIG).is_file() or not (folder / SPARSE_CONFIG).is_file():
         raise DemoError(
-            f"demo configs not found under {folder} ({DENSE_CONFIG}, {SPARSE_CONFIG}); run from "
-            f"a seg-sparse checkout (pip install -e .) or set {CONFIGS_ENV} to its configs/ folder"
+            f"demo configs not found under {folder} ({DENSE_CONFIG}, {SPARSE_CONFIG}); "
+            f"reinstall seg-sparse or set {CONFIGS_ENV} to a checkout's configs/ folder"
         )
     return folder
 
