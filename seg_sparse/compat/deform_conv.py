@@ -75,6 +75,19 @@ class _DeformConvBase(nn.Module):
         else:
             self.register_parameter("bias", None)
 
+    def _offset_conv(self, values_per_point: int) -> nn.Conv2d:
+        """The ``conv_offset`` of the *Pack variants: ``values_per_point`` (2 offsets, plus a
+        mask logit for v2) per kernel point and deformable group, same geometry as the DCN."""
+        return nn.Conv2d(
+            self.in_channels,
+            self.deform_groups * values_per_point * self.kernel_size[0] * self.kernel_size[1],
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=True,
+        )
+
     def _deform(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         # Under amp the offset decides the dtype, as in mmcv. mmcv also pads inputs smaller
         # than the kernel (a CUDA kernel limitation); torchvision needs no padding.
@@ -139,15 +152,7 @@ class DeformConv2dPack(DeformConv2d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.conv_offset = nn.Conv2d(
-            self.in_channels,
-            self.deform_groups * 2 * self.kernel_size[0] * self.kernel_size[1],
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=True,
-        )
+        self.conv_offset = self._offset_conv(2)
         self.init_offset()
 
     def init_offset(self) -> None:
@@ -199,15 +204,7 @@ class ModulatedDeformConv2dPack(ModulatedDeformConv2d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.conv_offset = nn.Conv2d(
-            self.in_channels,
-            self.deform_groups * 3 * self.kernel_size[0] * self.kernel_size[1],
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=True,
-        )
+        self.conv_offset = self._offset_conv(3)
         self.init_weights()
 
     def init_weights(self) -> None:
