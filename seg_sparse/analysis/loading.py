@@ -192,16 +192,15 @@ def build_eval_model(cfg: Config) -> nn.Module:
 
 
 def load_weights(model: nn.Module, path: str, trust: bool) -> None:
-    """Check ``path`` matches ``model``'s architecture, then load it weights-only."""
-    from seg_sparse.cli.checkpoint_check import check_checkpoint_matches
-    from seg_sparse.compat import allow_legacy_checkpoints, load_checkpoint_safely
+    """Read ``path`` once (weights-only), check it matches ``model``'s architecture, load it."""
+    from seg_sparse.cli.checkpoint_check import check_state_dict_matches, checkpoint_state_dict
+    from seg_sparse.compat import allow_legacy_checkpoints
 
     if trust:
         allow_legacy_checkpoints()
-    check_checkpoint_matches(model, path)
-    checkpoint = load_checkpoint_safely(path, map_location="cpu")
-    state = checkpoint.get("state_dict", checkpoint)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    state = checkpoint_state_dict(path)
+    check_state_dict_matches(model, state, path)
+    model.load_state_dict(state)
 
 
 def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:

@@ -36,7 +36,12 @@ def checkpoint_state_dict(path: str) -> Mapping:
 
 def check_checkpoint_matches(model: nn.Module, path: str, max_listed: int = 5) -> None:
     """Raise :class:`CheckpointMismatchError` listing missing, unexpected and mismatched keys."""
-    loaded = checkpoint_state_dict(path)
+    check_state_dict_matches(model, checkpoint_state_dict(path), path, max_listed)
+
+
+def check_state_dict_matches(model: nn.Module, loaded: Mapping, path: str,
+                             max_listed: int = 5) -> None:
+    """:func:`check_checkpoint_matches` on an already loaded state dict (no second read)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(loaded))
     unexpected = sorted(set(loaded) - set(expected))
