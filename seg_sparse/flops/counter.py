@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from seg_sparse.sampling import execution_mode
+
 from .report import INTERP_WINDOW, BlockFlops, Densities, FlopsReport
 
 #: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
@@ -175,7 +177,9 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # the hooks count the masked computation's convs (the executed paths call no modules)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                execution_mode(model, "masked"):
             x = torch.zeros(1, in_channels, h, w, device=device, dtype=dtype)
             feats = backbone(x)
             for head in heads:

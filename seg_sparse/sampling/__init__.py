@@ -43,12 +43,15 @@ Choices and deviations from DESIGN.md section 1 (details in the module docstring
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck
+from .execution import EXECUTION_MODES
 from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
 from .interpolation import GaussianInterpolation
 from .masks import MaskPredictor
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
+    execution_mode,
+    set_execution,
     set_sampling_generator,
     set_temperature_iter,
     sparse_blocks,
@@ -57,6 +60,7 @@ from .stats import (
 from .temperature import GumbelTemperature
 
 __all__ = [
+    "EXECUTION_MODES",
     "SAMPLERS",
     "GaussianInterpolation",
     "GumbelTemperature",
@@ -69,7 +73,9 @@ __all__ = [
     "block_densities",
     "build_sampler",
     "check_grid_interval",
+    "execution_mode",
     "grid_prior_mask",
+    "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",
     "sparse_blocks",
