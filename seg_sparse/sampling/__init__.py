@@ -9,7 +9,7 @@ Public API (interface used by ``seg_sparse.models``; see each module for details
 * :func:`grid_prior_mask`, :func:`apply_grid_prior` -- always-sampled lattice (k = 11).
 * :class:`GaussianInterpolation` -- normalized separable Gaussian RBF interpolation.
 * :class:`SparseBottleneck`, :class:`SamplingOutput`.
-* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
+* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`, :func:`mask_density`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`.
 
 Additions to the agreed interface (nothing removed or renamed):
@@ -21,6 +21,8 @@ Additions to the agreed interface (nothing removed or renamed):
 * ``SparseBottleneck.is_dense``; for ``dense`` blocks ``last_sampling`` holds ones (not None).
 * ``MaskSampler.is_dense`` / ``MaskSampler.uses_temperature`` (False for relu / dense: they
   ignore T, though relu blocks still carry a ``temperature`` buffer like every sampling block).
+* ``MaskSampler.computed(mask)`` (the positions a mask computes: relu's support g > 0) and
+  :func:`mask_density` (their per-image fraction), used by ``block_densities`` and the figures.
 * ``GumbelTemperature.reschedule(max_iters)`` re-targets the schedule's end in place.
 * ``SparseBottleneck(..., groups=1, width=None)`` (last, optional): the ResNeXt variant --
   conv1/conv2/conv3 at ``width`` channels, conv2 grouped; defaults give the ResNet block.
