@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from sampling_reference import interp_reference
 
 from seg_sparse.sampling import (
     GaussianInterpolation,
@@ -22,10 +22,11 @@ def const_logits(p: float, size: int = 200) -> torch.Tensor:
 # --- mask predictor ---------------------------------------------------------------------------
 
 def test_mask_predictor_starts_at_p095_and_matches_strided_conv_shape():
-    pred = MaskPredictor(8, stride=2, dilation=2)
+    pred = MaskPredictor(8, stride=2)
     z = pred(torch.randn(2, 8, 15, 20))
     assert z.shape == (2, 1, 8, 10)
     torch.testing.assert_close(torch.sigmoid(z), torch.full_like(z, 1 / (1 + math.exp(-3))))
+    assert pred.conv.dilation == (1, 1) and pred.conv.padding == (1, 1)
 
 
 # --- samplers ---------------------------------------------------------------------------------
@@ -74,19 +75,24 @@ def test_deterministic_eval_thresholds_p_at_one_half_without_noise():
         assert out.mask.flatten().tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
 
 
-def test_relu_sampler_gate_values_binary_eval_and_gradient():
+def test_relu_sampler_gate_is_the_mask_in_training_and_eval_and_gradient():
     sampler = build_sampler("relu")
-    z = torch.tensor([-2.0, -0.1, 0.0, 0.1, 3.0]).view(1, 1, 1, 5).requires_grad_()
+    z = torch.tensor([-2.0, -0.1, 0.0, 0.1, 0.3, 3.0]).view(1, 1, 1, 6).requires_grad_()
     train = sampler(z, training=True, temperature=0.01)
-    expected = [0.0, 0.0, 0.0, 1 - math.exp(-0.1), 1 - math.exp(-3.0)]
+    expected = [0.0, 0.0, 0.0, 1 - math.exp(-0.1), 1 - math.exp(-0.3), 1 - math.exp(-3.0)]
     torch.testing.assert_close(train.mask.flatten(), torch.tensor(expected))
     assert train.prob is train.mask  # the gate is both the mask and the loss "probability"
     # deterministic: no noise, no temperature
     assert torch.equal(sampler(z, True, 1.0).mask, train.mask)
-    assert sampler(z, training=False).mask.flatten().tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    # test time keeps the trained weighting (z = 0.3: 0.26, not 1) on the same support
+    test = sampler(z, training=False).mask
+    torch.testing.assert_close(test, train.mask)
+    assert test.flatten()[4].item() == pytest.approx(0.2592, abs=1e-4)
+    # computed positions: the support g > 0, whatever the weight
+    assert sampler.computed(test).flatten().tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     (grad,) = torch.autograd.grad(train.prob.sum(), z)
     torch.testing.assert_close(grad.flatten(), torch.tensor([0, 0, 0, math.exp(-0.1),
-                                                             math.exp(-3.0)]))
+                                                             math.exp(-0.3), math.exp(-3.0)]))
 
 
 def test_dense_sampler_samples_everything():
@@ -179,18 +185,6 @@ def test_grid_prior_positions():
 
 # --- interpolation ----------------------------------------------------------------------------
 
-def reference_interp(feat, mask, s, window=7, eps=1e-5):
-    """The formula with an explicit (non-separable) 2-D kernel."""
-    r = window // 2
-    d = torch.arange(-r, r + 1, dtype=feat.dtype)
-    dist2 = d[:, None] ** 2 + d[None, :] ** 2
-    kernel = (s**2 / (2 * math.pi)) * torch.exp(-(s**2) * dist2 / 2)
-    c = feat.shape[1]
-    num = F.conv2d(mask * feat, kernel.expand(c, 1, window, window), padding=r, groups=c)
-    den = F.conv2d(mask, kernel.view(1, 1, window, window), padding=r)
-    return mask * feat + (1 - mask) * num / den.clamp_min(eps)
-
-
 def test_interpolation_keeps_sampled_positions_exactly_and_matches_the_2d_formula():
     torch.manual_seed(0)
     interp = GaussianInterpolation(window=7, init_scale=0.8)
@@ -199,9 +193,9 @@ def test_interpolation_keeps_sampled_positions_exactly_and_matches_the_2d_formul
     out = interp(feat, mask)
     keep = mask.bool().expand_as(feat)
     assert torch.equal(out[keep], feat[keep])
-    torch.testing.assert_close(out, reference_interp(feat, mask, 0.8), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, interp_reference(feat, mask, 0.8), rtol=1e-5, atol=1e-6)
     soft = torch.rand(2, 1, 17, 19)
-    torch.testing.assert_close(interp(feat, soft), reference_interp(feat, soft, 0.8),
+    torch.testing.assert_close(interp(feat, soft), interp_reference(feat, soft, 0.8),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -214,6 +208,24 @@ def test_interpolation_reconstructs_a_constant_field(scale):
     torch.testing.assert_close(interp(feat, mask), feat, rtol=1e-6, atol=0)
     soft = torch.rand(1, 1, 22, 22) * 0.9 + 0.1
     torch.testing.assert_close(interp(feat, soft), feat, rtol=1e-6, atol=0)
+
+
+def test_interpolation_reach_is_set_by_the_bandwidth_not_the_window():
+    """At s = 3, G(1, 1) = 1.8e-4 >= eps but G(2, 0) = 2.2e-8 < eps: a lone sampled position
+    fills its 3x3 neighbourhood exactly and only a shrunk G * (M * F) / eps two steps away."""
+    interp = GaussianInterpolation(window=7, init_scale=3.0, eps=1e-5)
+    feat = torch.full((1, 1, 9, 9), 2.0)
+    mask = torch.zeros(1, 1, 9, 9)
+    mask[..., 4, 4] = 1
+    out = interp(feat, mask)[0, 0]
+    assert torch.allclose(out[3:6, 3:6], torch.full((3, 3), 2.0), rtol=1e-6)
+    g20 = 9 / (2 * math.pi) * math.exp(-9 * 4 / 2)  # G at offset (2, 0)
+    assert g20 < 1e-5
+    assert out[4, 6].item() == pytest.approx(2.0 * g20 / 1e-5, rel=1e-4)  # ~0.0044, not 2
+    assert out[4, 8].item() < 1e-12  # (4, 0): G = 1e-31, effectively out of reach
+    # a smaller bandwidth reaches further: at s = 1.5, (2, 0) is filled exactly
+    interp.scale.data.fill_(1.5)
+    assert interp(feat, mask)[0, 0, 4, 6].item() == pytest.approx(2.0, rel=1e-6)
 
 
 def test_interpolation_without_support_is_zero_and_all_ones_is_identity():

@@ -200,6 +200,24 @@ def test_collect_block_masks_upsamples_with_nearest_and_reports_feature_density(
     assert m.density2 == pytest.approx(float(raw.mean()))
 
 
+def test_relu_gate_figures_show_and_count_the_computed_positions_not_the_weights():
+    model = _TinySegmentor().eval()
+    block = model.backbone.layer2[0]
+    block.grid_interval = None
+    torch.nn.init.normal_(block.mask2.conv.weight, std=0.3)  # gate g from 0 to ~1
+    block.mask2.conv.bias.data.fill_(0.0)
+    with use_sampler(model, "relu"), torch.no_grad():
+        model.backbone(torch.randn(1, 16, 8, 16))
+        masks = collect_block_masks(model, (32, 64), ["layer2.0"])
+    gate = block.last_sampling.mask2[0, 0]
+    assert ((gate > 0) & (gate < 0.5)).any() and (gate == 0).any()  # soft, with zeros
+    m = masks["layer2.0"]
+    support = (gate > 0).float().numpy()
+    assert np.array_equal(m.mask2[::8, ::8], support)  # computed positions at full strength
+    assert m.density2 == pytest.approx(float(support.mean()))  # not the mean weight
+    assert m.density2 > float(gate.mean())
+
+
 def test_use_sampler_switches_and_restores():
     model = _TinySegmentor().eval()
     with use_sampler(model, "deterministic"):

@@ -99,7 +99,8 @@ def load_model(
     load_weights(model, checkpoint, trust_checkpoint)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return LoadedModel(cfg, model.to(device).eval(), config, checkpoint)
+    model.to(device).eval()
+    return LoadedModel(cfg, model, config, checkpoint)
 
 
 def evaluate(loaded: LoadedModel, num_images: int | None = None,
@@ -187,8 +188,9 @@ def build_eval_model(cfg: Config) -> nn.Module:
     if "model" not in cfg:
         raise CommandError("the config has no 'model'")
     init_default_scope(cfg.get("default_scope", "mmseg"))
-    model = MODELS.build(cfg.model)
-    return revert_sync_batchnorm(model).eval()  # SyncBN needs a process group; BN is the same
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN needs a process group
+    model.eval()  # not chained: mmseg's ResNet.train() returns None (a bare-backbone model)
+    return model
 
 
 def load_weights(model: nn.Module, path: str, trust: bool) -> None:

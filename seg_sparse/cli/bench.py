@@ -33,7 +33,8 @@ EPILOG = """examples:
   # the full table: 512x1024 and 1024x2048, densities 1.0 0.75 0.5 0.3 0.15, 2 threads
   seg-sparse bench --threads 2 --out bench.json
   # a trained checkpoint's own masks on a Cityscapes image, plus the training step
-  seg-sparse bench CONFIG --checkpoint iter_60000.pth --image frankfurt_000000_000294_leftImg8bit.png --train
+  seg-sparse bench CONFIG --checkpoint iter_60000.pth \\
+      --image frankfurt_000000_000294_leftImg8bit.png --train
   # on a GPU
   seg-sparse bench --device cuda --quick
 """

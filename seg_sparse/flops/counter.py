@@ -15,7 +15,7 @@ from torch import nn
 
 from seg_sparse.sampling import execution_mode
 
-from .report import INTERP_WINDOW, BlockFlops, Densities, FlopsReport
+from .report import BlockFlops, Densities, FlopsReport
 
 #: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
 #: else inside a block counts as "other" (dense).
@@ -117,13 +117,15 @@ class _Recorder:
         return sum(self.macs.get(m, 0) for m in module.modules())
 
 
-def _interp_cost(recorder: _Recorder, conv: nn.Module) -> int:
-    """7x7 single-output conv over the channels of ``conv``'s output at its resolution."""
+def _interp_cost(recorder: _Recorder, conv: nn.Module, interp: nn.Module) -> int:
+    """k x k single-output conv over the channels of ``conv``'s output at its resolution, k the
+    window of the block's interpolation module ``interp``."""
     leaves = [m for m in conv.modules() if m in recorder.shapes]
     if not leaves:
         return 0
     _, c, h, w = recorder.shapes[leaves[-1]]
-    return INTERP_WINDOW * INTERP_WINDOW * c * h * w
+    k = int(interp.window)
+    return k * k * c * h * w
 
 
 def _profile_block(name: str, block: nn.Module, recorder: _Recorder) -> BlockFlops:
@@ -136,8 +138,8 @@ def _profile_block(name: str, block: nn.Module, recorder: _Recorder) -> BlockFlo
         name=name,
         sparse=sparse,
         macs=dict(macs),
-        interp1=_interp_cost(recorder, block.conv1) if sparse else 0,
-        interp2=_interp_cost(recorder, block.conv3) if sparse else 0,
+        interp1=_interp_cost(recorder, block.conv1, block.interp1) if sparse else 0,
+        interp2=_interp_cost(recorder, block.conv3, block.interp2) if sparse else 0,
     )
 
 

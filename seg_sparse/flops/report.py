@@ -14,10 +14,11 @@ Two figures per model:
       conv1*d1 + (conv2 + conv3 + offset)*d2 + mask1 + mask2
       + interp(m1)*d1*(1-d1) + interp(m2)*d2*(1-d2) + downsample
 
-  where interp(m1) is a 7x7 single-output-channel conv over conv1's output channels (P) at
+  where interp(m1) is a k x k single-output-channel conv over conv1's output channels (P) at
   conv1's resolution and interp(m2) the same over conv3's output channels (4P) at the block's
-  output resolution. Stem, downsample convs, dense blocks and the head stay dense. At d = 1 the
-  sparse figure is the dense one plus the mask predictors.
+  output resolution, k the block's interpolation window (``interp_window``, 7 by default).
+  Stem, downsample convs, dense blocks and the head stay dense. At d = 1 the sparse figure is
+  the dense one plus the mask predictors.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from typing import Any
 
 from prettytable import PrettyTable
 
-#: Side of the interpolation window (DESIGN.md section 1).
-INTERP_WINDOW = 7
 GIGA = 1e9
 
 #: Block roles executed at the density of mask 1 / mask 2 (section 2).
@@ -53,7 +52,7 @@ class BlockFlops:
     """MACs of one bottleneck block at full density, split by the role of each conv.
 
     ``interp1`` / ``interp2`` are the interpolation costs before the d*(1-d) weighting
-    (``7*7*channels*H*W`` at conv1's output and at the block's output).
+    (``k*k*channels*H*W`` at conv1's output and at the block's output, k the block's window).
     """
 
     name: str

@@ -9,7 +9,7 @@ Public API (interface used by ``seg_sparse.models``; see each module for details
 * :func:`grid_prior_mask`, :func:`apply_grid_prior` -- always-sampled lattice (k = 11).
 * :class:`GaussianInterpolation` -- normalized separable Gaussian RBF interpolation.
 * :class:`SparseBottleneck`, :class:`SamplingOutput`.
-* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
+* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`, :func:`mask_density`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`.
 
 Additions to the agreed interface (nothing removed or renamed):
@@ -21,6 +21,8 @@ Additions to the agreed interface (nothing removed or renamed):
 * ``SparseBottleneck.is_dense``; for ``dense`` blocks ``last_sampling`` holds ones (not None).
 * ``MaskSampler.is_dense`` / ``MaskSampler.uses_temperature`` (False for relu / dense: they
   ignore T, though relu blocks still carry a ``temperature`` buffer like every sampling block).
+* ``MaskSampler.computed(mask)`` (the positions a mask computes: relu's support g > 0) and
+  :func:`mask_density` (their per-image fraction), used by ``block_densities`` and the figures.
 * ``GumbelTemperature.reschedule(max_iters)`` re-targets the schedule's end in place.
 * ``SparseBottleneck(..., groups=1, width=None)`` (last, optional): the ResNeXt variant --
   conv1/conv2/conv3 at ``width`` channels, conv2 grouped; defaults give the ResNet block.
@@ -31,15 +33,19 @@ Additions to the agreed interface (nothing removed or renamed):
 
 Choices and deviations from DESIGN.md section 1 (details in the module docstrings):
 
-* interpolation divides by ``max(G*M, eps)`` instead of ``G*M + eps`` (exact on constant fields;
-  identical where no sampled neighbour is in reach) -- interpolation.py;
-* the ``relu`` baseline is the gate g = 1 - exp(-relu(z)) (train mask g, test mask 1[z > 0],
-  loss probability g) -- samplers.py;
+* interpolation divides by ``max(G*M, eps)`` instead of ``G*M + eps`` (exact on constant fields
+  where G*M >= eps, which at the initial bandwidth s = 3 means a sampled position in the 3x3
+  neighbourhood; both forms give 0 with no sampled position in the window) --
+  interpolation.py;
+* the ``relu`` baseline is the gate g = 1 - exp(-relu(z)): mask g in training and at test,
+  density = fraction of positions with g > 0, loss probability g -- samplers.py;
 * the grid prior forces mask positions to 1 in training (soft masks) and at test alike; the
   probabilities fed to the sparsity loss are left untouched;
+* both mask predictors are undilated 3x3 convs, also in dilated blocks (as the authors');
 * interpolation runs before conv3 (on P channels, a quarter of the cost of interpolating
-  conv3's output; equal to it in eval, where conv3 + bn3 is affine, wherever a sampled
-  neighbour is in reach, because the interpolation weights are normalized).
+  conv3's output). In eval, where conv3 + bn3 is affine, this equals computing conv3 + bn3
+  where m2 is non-zero and interpolating afterwards, wherever G*M >= eps (normalized weights);
+  in training it does not (bn3's batch statistics see the interpolated tensor).
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck
@@ -51,6 +57,7 @@ from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
     execution_mode,
+    mask_density,
     set_execution,
     set_sampling_generator,
     set_temperature_iter,
@@ -75,6 +82,7 @@ __all__ = [
     "check_grid_interval",
     "execution_mode",
     "grid_prior_mask",
+    "mask_density",
     "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",

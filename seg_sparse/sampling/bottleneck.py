@@ -23,8 +23,9 @@ class SamplingOutput:
 
     ``prob1`` / ``prob2``: loss probabilities (B, 1, H, W) of the conv1 / conv2 masks (keep
     their graph, for the sparsity loss). ``mask1`` / ``mask2``: the masks actually applied --
-    binary in eval, soft in training, grid-prior positions forced to 1. For the ``dense``
-    sampler all four are ones (expanded views, no memory) at the right shapes.
+    soft in training; in eval binary for the Gumbel samplers and the soft gate g for ``relu``
+    (see ``MaskSampler.computed`` for the positions computed); grid-prior positions forced to 1.
+    For the ``dense`` sampler all four are ones (expanded views, no memory) at the right shapes.
     """
 
     prob1: torch.Tensor
@@ -42,10 +43,14 @@ class SparseBottleneck(nn.Module):
           -> interp(., m2) -> conv3 -> bn3 -> (+ downsample(x) or x) -> relu
 
     m1 (conv1's resolution) and m2 (the block's output resolution) come from mask predictors on
-    the block input x. Interpolation is applied before conv3 on the ``planes`` channels; since
-    conv3 is 1x1, bn3 affine and the interpolation weights normalized, this equals running
-    conv3 + bn3 at the m2 positions only and interpolating its 4x wider output -- the reading
-    the FLOPs count uses -- at a quarter of the interpolation cost.
+    the block input x (plain 3x3 convs, not dilated, also in dilated blocks). Interpolation is
+    applied before conv3, on the ``width`` channels: a quarter of the cost of interpolating
+    conv3's output. In eval, where bn3 uses running statistics and conv3 + bn3 is affine, this
+    equals running conv3 + bn3 only where m2 is non-zero and interpolating its 4x wider output
+    (the reading the FLOPs count uses) wherever the interpolation weights are normalized, i.e.
+    where G * m2 >= eps (see :class:`GaussianInterpolation`); elsewhere bn3's offset is kept
+    whole here but would be shrunk with the features there. In training the two differ
+    everywhere: bn3 normalises with the batch statistics of the interpolated tensor.
 
     Sub-module names match mmseg's ``ResNetV1c`` ``Bottleneck`` (conv1/bn1/conv2/bn2/conv3/bn3/
     downsample), so its checkpoints load; the new ones are ``conv2_offset`` (DCN only),
@@ -117,7 +122,7 @@ class SparseBottleneck(nn.Module):
             )
         if not self.sampler.is_dense:
             self.mask1 = MaskPredictor(inplanes)
-            self.mask2 = MaskPredictor(inplanes, stride=stride, dilation=dilation)
+            self.mask2 = MaskPredictor(inplanes, stride=stride)
             self.interp1 = GaussianInterpolation(window=interp_window)
             self.interp2 = GaussianInterpolation(window=interp_window)
             self.temperature = GumbelTemperature(t0=t0, t_final=t_final, max_iters=max_iters)

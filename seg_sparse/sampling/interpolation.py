@@ -17,14 +17,18 @@ class GaussianInterpolation(nn.Module):
     separably (a 1-D pass along W, then along H; the 1-D factor is s/sqrt(2pi) exp(-s^2 d^2/2)).
     Outside the image counts as unsampled, so borders need no special case.
 
-    Where M = 1 the output is F exactly; a constant field is reproduced exactly wherever a
-    sampled position lies inside the window.
+    Where M = 1 the output is F exactly. Elsewhere the bandwidth, not the window, sets the
+    reach: where G*M >= eps the weights are normalized and a constant field is reproduced
+    exactly; where 0 < G*M < eps the value is G*(M*F) / eps, shrunk towards 0 by G*M / eps; with
+    no sampled position in the window it is 0. At the initial s = 3, G = 0.016 at distance 1,
+    1.8e-4 at (1, 1) but 2.2e-8 < eps at (2, 0): a lone sampled position fills only its 3x3
+    neighbourhood, and the 5x5 ring enters once training lowers s below about 2.4.
 
     Deviation from DESIGN.md (``/ (G*M + eps)``): the denominator is ``max(G*M, eps)``. Adding
-    eps biases every interpolated value towards 0 by a factor G*M / (G*M + eps) (about 6e-4 for a
-    single sampled neighbour at distance 1 with s = 3), so a constant field would not be
-    reproduced; the clamp keeps the division safe where no sampled neighbour is in reach
-    (output -> 0 there, as with +eps) and is exact elsewhere.
+    eps biases every interpolated value towards 0 by a factor G*M / (G*M + eps) (a relative
+    6e-4 for a single sampled neighbour at distance 1 with s = 3), so a constant field would not
+    be reproduced; the clamp keeps the division safe where G*M < eps (there both forms shrink
+    the value towards 0, and both give 0 with no sampled position in reach).
     """
 
     def __init__(self, window: int = 7, init_scale: float = 3.0, eps: float = 1e-5) -> None:

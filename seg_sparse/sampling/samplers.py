@@ -3,7 +3,11 @@
 All samplers take logits z of shape (B, 1, H, W) and return a :class:`SampleResult`:
 
 * ``prob``: what the sparsity loss penalises (differentiable in z);
-* ``mask``: what gates the features -- soft in (0, 1) during training, binary {0, 1} in eval.
+* ``mask``: what gates the features -- soft in (0, 1) during training; at test binary {0, 1}
+  for the Gumbel samplers and the soft ReLU gate (exactly 0 off its support) for ``relu``.
+
+A position is computed wherever the test mask is non-zero; :meth:`MaskSampler.computed` maps a
+mask to the share of each position that is computed, and its mean is the density.
 
 ``stochastic`` (the paper)
     training: binary-concrete relaxation m = sigmoid((z + L) / T), L = log u - log(1 - u),
@@ -16,9 +20,11 @@ All samplers take logits z of shape (B, 1, H, W) and return a :class:`SampleResu
     gate g = 1 - exp(-relu(z)). g is exactly 0 for z <= 0, rises smoothly to 1, and at the
     predictor's initial logit z = 3 equals 0.95 with slope 0.05 -- the same starting density and
     nearly the same gradient as sigmoid(3) = 0.953 (slope 0.045), so all samplers start alike.
-    training: m = g (soft, deterministic); eval: m = 1[z > 0] (the support of g);
-    prob = g, so the sparsity loss is an L1 penalty on the gate that drives z below 0, where the
-    gate is exactly zero.
+    mask m = g in training and at test alike, so kept features carry the weight they were
+    trained with (a test mask 1[z > 0] would turn z = 0.3's weight 0.26 into 1); the computed
+    positions are the support g > 0 and the density is their fraction (same support, same
+    FLOPs as 1[z > 0]). prob = g, so the sparsity loss is an L1 penalty on the gate that drives
+    z below 0, where the gate is exactly zero.
 ``dense``
     no logits needed; everything is sampled. The sparse block short-cuts this sampler entirely
     (no predictors, no interpolation), so calling it is only for uniform code paths.
@@ -73,6 +79,14 @@ class MaskSampler:
         generator: torch.Generator | None = None,
     ) -> SampleResult:
         raise NotImplementedError
+
+    def computed(self, mask: torch.Tensor) -> torch.Tensor:
+        """Share of each position of ``mask`` that is computed; its mean is the density.
+
+        The mask itself: binary test masks mark the computed positions, and the mean of a soft
+        training mask is the expected density of the binary masks it relaxes.
+        """
+        return mask
 
     def __call__(
         self,
@@ -134,9 +148,14 @@ class DeterministicSampler(StochasticSampler):
 
 
 class ReLUSampler(MaskSampler):
-    """Deterministic gate g = 1 - exp(-relu(z)); eval mask 1[z > 0]; temperature unused."""
+    """Deterministic gate g = 1 - exp(-relu(z)) as the mask in training and at test; the
+    computed positions are its support g > 0; temperature unused."""
 
     name = "relu"
+
+    def computed(self, mask: torch.Tensor) -> torch.Tensor:
+        """1 wherever the gate is non-zero: a position is computed whatever its weight."""
+        return (mask > 0).to(mask.dtype)
 
     def sample(
         self,
@@ -146,9 +165,7 @@ class ReLUSampler(MaskSampler):
         generator: torch.Generator | None = None,
     ) -> SampleResult:
         gate = -torch.expm1(-torch.relu(logits))
-        if training:
-            return SampleResult(gate, gate)
-        return SampleResult(gate, (logits > 0).to(logits.dtype))
+        return SampleResult(gate, gate)
 
 
 class DenseSampler(MaskSampler):

@@ -10,6 +10,7 @@ from torch import nn
 
 from .bottleneck import SamplingOutput, SparseBottleneck
 from .execution import check_execution
+from .samplers import MaskSampler
 from .temperature import GumbelTemperature
 
 #: Loss weights of the two masks of a block (conv1 mask, conv2 mask), as in the paper.
@@ -64,22 +65,28 @@ def sparsity_loss(
     return weight * torch.stack(terms).mean()
 
 
+def mask_density(sampler: MaskSampler, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image density (B,) of a (B, 1, H, W) mask drawn by ``sampler``: the mean of
+    :meth:`MaskSampler.computed <seg_sparse.sampling.MaskSampler.computed>` over positions."""
+    return sampler.computed(mask).detach().flatten(1).float().mean(1)
+
+
 @torch.no_grad()
 def block_densities(
     blocks: NamedBlocks | Iterable[SparseBottleneck],
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """name -> (d1, d2): per-image fraction of sampled positions of each mask, shape (B,).
+    """name -> (d1, d2): per-image fraction of computed positions of each mask, shape (B,).
 
-    Read from the last forward's masks (binary in eval; in training the soft masks give the
-    expected density). Dense blocks report ones.
+    Read from the last forward's masks through the block's sampler
+    (:meth:`~seg_sparse.sampling.MaskSampler.computed`): the fraction of non-zero positions of
+    a test mask (the support g > 0 of the soft ``relu`` gate), the mean of a soft Gumbel
+    training mask (the expected density). Dense blocks report ones.
     """
     densities = {}
     for name, block in _named(blocks):
         out = _last(name, block)
-        densities[name] = (
-            out.mask1.flatten(1).float().mean(1),
-            out.mask2.flatten(1).float().mean(1),
-        )
+        densities[name] = (mask_density(block.sampler, out.mask1),
+                           mask_density(block.sampler, out.mask2))
     return densities
 
 

@@ -3,7 +3,9 @@
 Sparse blocks keep their last forward's masks (``SparseBottleneck.last_sampling``) at feature
 resolution. Figures need them at image size: they are upscaled with nearest neighbour, so each
 sampled feature position becomes one visible square; the density in a figure title is measured
-on the feature-resolution mask (the figure the FLOPs count uses).
+on the feature-resolution mask (the figure the FLOPs count uses). Figures show the computed
+positions (:meth:`MaskSampler.computed <seg_sparse.sampling.MaskSampler.computed>`): for the
+``relu`` gate its support, not its weights, so picture and density agree.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg_sparse.sampling import SparseBottleneck, build_sampler, sparse_blocks
+from seg_sparse.sampling import SparseBottleneck, build_sampler, mask_density, sparse_blocks
 
 
 @dataclass(frozen=True)
@@ -91,16 +93,16 @@ def collect_block_masks(
     available = sampling_blocks(model)
     result = {}
     for name in resolve_blocks(model, blocks):
-        out = available[name].last_sampling
+        sampler, out = available[name].sampler, available[name].last_sampling
         if out is None:
             raise RuntimeError(f"block {name!r} has not run a forward pass yet")
         if not 0 <= index < out.mask1.shape[0]:
             raise IndexError(f"image index {index} out of range for batch {out.mask1.shape[0]}")
         result[name] = BlockMasks(
-            mask1=_to_image(out.mask1, index, image_size),
-            mask2=_to_image(out.mask2, index, image_size),
-            density1=float(out.mask1[index].float().mean()),
-            density2=float(out.mask2[index].float().mean()),
+            mask1=_to_image(sampler.computed(out.mask1), index, image_size),
+            mask2=_to_image(sampler.computed(out.mask2), index, image_size),
+            density1=float(mask_density(sampler, out.mask1)[index]),
+            density2=float(mask_density(sampler, out.mask2)[index]),
         )
     return result
 

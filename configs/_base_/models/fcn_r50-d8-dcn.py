@@ -1,10 +1,13 @@
 # The paper's dense segmentation baseline: dilated ResNetV1c-50 (strides 1,2,1,1; dilations
-# 1,1,2,4), DCN v1 replacing every 3x3 conv of stages conv3-conv5, FCN head, SyncBN.
+# 1,1,2,4) with the paper's 128-channel deep stem (3->64->64->128, so layer1 takes 128 channels;
+# mmseg's standard ResNetV1c stem is 3->32->32->64), DCN v1 replacing every 3x3 conv of stages
+# conv3-conv5, FCN head, SyncBN. 920.6 backbone GFLOPs at 1024x2048, the paper's figure.
+# `*-stem64_*` configs use mmseg's 64-channel stem; docs/configs.md says which weights fit which.
 # Built from the same sparse block as the sampling models with the 'dense' sampler (no mask
 # predictors, no interpolation), so every comparison differs only in sampling. Parameter names
 # equal mmseg's ResNetV1c; the DCN offsets are predicted from the block input (`conv2_offset`),
 # as in the sparse blocks, instead of mmseg's offsets from conv1's output.
-# ImageNet weights are not downloaded: pass them with
+# ImageNet weights are not downloaded: pass a checkpoint with the same stem (docs/configs.md) with
 #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=PATH
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
@@ -23,6 +26,7 @@ model = dict(
         type='SparseResNetV1c',
         sampler='dense',
         depth=50,
+        stem_channels=128,  # the paper's deep stem; 64 is mmseg's (see the *-stem64_* configs)
         num_stages=4,
         out_indices=(0, 1, 2, 3),
         dilations=(1, 1, 2, 4),

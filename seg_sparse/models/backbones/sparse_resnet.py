@@ -18,7 +18,6 @@ from mmcv.cnn import build_norm_layer
 from mmseg.models.backbones import ResNet, ResNetV1c
 from mmseg.registry import MODELS
 from torch import nn
-from torchvision.ops import DeformConv2d
 
 from seg_sparse.sampling import SparseBottleneck, sparse_blocks
 
@@ -40,27 +39,6 @@ def _dcn_for_block(dcn: dict | None, stride: int) -> bool:
             f"got dcn={dcn!r}"
         )
     return not (dcn.get("fallback_on_stride", False) and stride > 1)
-
-
-class _GroupedSparseBottleneck(SparseBottleneck):
-    """ResNeXt bottleneck: conv1/conv2/conv3 at ``width`` channels, conv2 grouped.
-
-    Built as a :class:`SparseBottleneck` and then given mmseg ResNeXt's wider, grouped dense
-    convs; the sampling layers only depend on the block input and are reused unchanged.
-    """
-
-    def __init__(self, inplanes: int, planes: int, groups: int, width: int, **kwargs: Any):
-        super().__init__(inplanes, planes, **kwargs)
-        norm_layer = kwargs.get("norm_layer", nn.BatchNorm2d)
-        conv2_type = DeformConv2d if self.with_dcn else nn.Conv2d
-        self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
-        self.bn1 = norm_layer(width)
-        self.conv2 = conv2_type(
-            width, width, kernel_size=3, stride=self.stride, padding=self.dilation,
-            dilation=self.dilation, groups=groups, bias=False,
-        )
-        self.bn2 = norm_layer(width)
-        self.conv3 = nn.Conv2d(width, planes * self.expansion, kernel_size=1, bias=False)
 
 
 class SparseBlockFactory:
@@ -112,10 +90,10 @@ class SparseBlockFactory:
             stride=stride, dilation=dilation, downsample=downsample, norm_layer=norm_layer,
             with_dcn=_dcn_for_block(dcn, stride), **self.sampling,
         )
-        if self.groups == 1:
-            return SparseBottleneck(inplanes, planes, **kwargs)
-        width = math.floor(planes * (self.base_width / self.base_channels)) * self.groups
-        return _GroupedSparseBottleneck(inplanes, planes, self.groups, width, **kwargs)
+        if self.groups > 1:  # mmseg ResNeXt: floor(planes * base_width / base_channels) * groups
+            kwargs.update(groups=self.groups, width=math.floor(
+                planes * (self.base_width / self.base_channels)) * self.groups)
+        return SparseBottleneck(inplanes, planes, **kwargs)
 
 
 def _uses_pretrained(init_cfg: Any) -> bool:

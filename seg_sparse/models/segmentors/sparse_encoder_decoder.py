@@ -48,7 +48,7 @@ class SparseEncoderDecoder(EncoderDecoder):
     """mmseg's EncoderDecoder plus the paper's sparsity loss and density bookkeeping.
 
     Training adds ``loss_sparse`` (``sparse_loss_weight`` x mean over sampling blocks of
-    0.25 mean(p1) + 0.75 mean(p2)) and logs ``density`` (mean soft-mask density over blocks
+    0.25 mean(p1) + 0.75 mean(p2)) and logs ``density`` (mean ``block_densities`` over blocks
     and both masks) and ``temperature`` (the Gumbel temperature, for samplers that use one);
     their names contain no ``loss``, so mmengine logs them without adding them to the loss.
 
