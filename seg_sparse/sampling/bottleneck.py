@@ -163,16 +163,16 @@ class SparseBottleneck(nn.Module):
         self._generator = generator
 
     def _sample(
-        self, predictor: MaskPredictor, x: torch.Tensor, size: torch.Size
+        self, which: int, logits: torch.Tensor, size: torch.Size
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prob, mask) of one predictor; the mask has the grid prior applied."""
-        logits = predictor(x)
+        """(prob, mask) from mask ``which``'s logits (0: mask1, 1: mask2); the mask has the
+        grid prior applied (or is ``mask_override[which]``)."""
         if logits.shape[-2:] != size:
             raise RuntimeError(f"mask of shape {tuple(logits.shape)} does not match the "
                                f"features' spatial size {tuple(size)}")
         result = self.sampler(logits, self.training, self.temperature.value, self._generator)
         if self.mask_override is not None:
-            mask = self.mask_override[0 if predictor is self.mask1 else 1]
+            mask = self.mask_override[which]
             if mask.shape != logits.shape:
                 raise ValueError(f"mask_override of shape {tuple(mask.shape)} does not match "
                                  f"the block's mask shape {tuple(logits.shape)}")
@@ -187,16 +187,22 @@ class SparseBottleneck(nn.Module):
 
     def forward_executed(self, x: torch.Tensor) -> torch.Tensor:
         """Inference computing only at the sampled positions (``execution`` 'sparse' /
-        'auto'; see :mod:`seg_sparse.sampling.execution`). Same masks, same random draws and
-        the same output as the masked forward in eval, up to float rounding."""
+        'auto'; see :mod:`seg_sparse.sampling.execution`).
+
+        Same random draws as the masked forward; the output equals it for the same masks up
+        to float rounding. The mask logits come from a GEMM instead of the predictors' conv
+        call, so a logit within rounding of a threshold may sample differently.
+        """
+        x = x.contiguous(memory_format=torch.channels_last)
         size2 = torch.Size(((x.shape[-2] - 1) // self.stride + 1,
                             (x.shape[-1] - 1) // self.stride + 1))
         if self.is_dense:
             self._record_dense(x, size2)
             mask1 = mask2 = None
         else:
-            prob1, mask1 = self._sample(self.mask1, x, x.shape[-2:])
-            prob2, mask2 = self._sample(self.mask2, x, size2)
+            logits1, logits2 = self._executor.mask_logits(self, x)
+            prob1, mask1 = self._sample(0, logits1, x.shape[-2:])
+            prob2, mask2 = self._sample(1, logits2, size2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
         return self._executor(self, x, mask1, mask2, always_gather=self.execution == "sparse")
 
@@ -213,14 +219,14 @@ class SparseBottleneck(nn.Module):
         out = self.bn1(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob1, mask1 = self._sample(self.mask1, x, out.shape[-2:])
+            prob1, mask1 = self._sample(0, self.mask1(x), out.shape[-2:])
             out = self.interp1(out, mask1)
 
         out = self._conv2(out, x)
         out = self.bn2(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob2, mask2 = self._sample(self.mask2, x, out.shape[-2:])
+            prob2, mask2 = self._sample(1, self.mask2(x), out.shape[-2:])
             out = self.interp2(out, mask2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
         else:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fold import fold_conv_bn
-from .gather_conv import conv_at, deform_conv_at, flatten_weight
+from .gather_conv import conv3x3_tap_sum, conv_at, deform_conv_at, flatten_weight
 from .sparse_interpolation import InterpolationPlan, plan_interpolation
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class FoldedBlock:
     offset_b: torch.Tensor | None
     down_w: torch.Tensor | None  # (Cin, 4P) of a folded 1x1 downsample
     down_b: torch.Tensor | None
+    mask_w: torch.Tensor | None  # (Cin, 18): the 9 taps of mask1, then of mask2
+    mask_b: torch.Tensor | None  # (2,)
 
 
 def _fold_downsample(down: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -87,6 +89,18 @@ def _fold_downsample(down: nn.Module | None) -> tuple[torch.Tensor | None, torch
     return w.flatten(1).t().contiguous(), b
 
 
+def _mask_taps(block: SparseBottleneck) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Both predictors' 3x3 weights as (Cin, 18) tap columns, and their biases."""
+    if block.is_dense:
+        return None, None
+    convs = (block.mask1.conv, block.mask2.conv)
+    for conv in convs:
+        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.dilation != (1, 1):
+            raise ValueError(f"mask predictors must be undilated 3x3 convs, got {conv}")
+    taps = [c.weight[0].permute(1, 2, 0).reshape(9, -1).t() for c in convs]
+    return torch.cat(taps, 1).contiguous(), torch.cat([c.bias for c in convs])
+
+
 def fold_block(block: SparseBottleneck) -> FoldedBlock:
     """Fold every BN of ``block`` into its conv (eval statistics)."""
     w1, b1 = fold_conv_bn(block.conv1.weight, block.bn1)
@@ -97,17 +111,23 @@ def fold_block(block: SparseBottleneck) -> FoldedBlock:
         offset_w, offset_b = block.conv2_offset.weight, block.conv2_offset.bias
         offset_flat = flatten_weight(offset_w, 1)
     down_w, down_b = _fold_downsample(block.downsample)
+    mask_w, mask_b = _mask_taps(block)
     return FoldedBlock(
         w1=w1.flatten(1).t().contiguous(), b1=b1, w2=w2.contiguous(),
         w2_flat=flatten_weight(w2, block.groups), b2=b2,
         w3=w3.flatten(1).t().contiguous(), b3=b3, offset_w=offset_w, offset_flat=offset_flat,
-        offset_b=offset_b, down_w=down_w, down_b=down_b,
+        offset_b=offset_b, down_w=down_w, down_b=down_b, mask_w=mask_w, mask_b=mask_b,
     )
 
 
 def _state_key(block: nn.Module) -> tuple:
     """Changes whenever a parameter or buffer of ``block`` is replaced or modified in place."""
     return tuple((t.data_ptr(), t._version) for t in (*block.parameters(), *block.buffers()))
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(B*H*W, C) rows of a channels-last (B, C, H, W) tensor (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 class BlockExecutor:
@@ -127,6 +147,18 @@ class BlockExecutor:
         return self._folded
 
     @torch.no_grad()
+    def mask_logits(self, block: SparseBottleneck,
+                    x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both predictors' logits for channels-last ``x``: one (B*H*W, Cin) x (Cin, 18) GEMM,
+        then nine shifted adds per mask (:func:`conv3x3_tap_sum`)."""
+        fw = self.folded(block)
+        b, _, h, w = x.shape
+        taps = (_rows(x) @ fw.mask_w).view(b, h, w, 18)
+        logits1 = conv3x3_tap_sum(taps[..., :9], 1).add_(fw.mask_b[0])
+        logits2 = conv3x3_tap_sum(taps[..., 9:], block.stride).add_(fw.mask_b[1])
+        return logits1, logits2
+
+    @torch.no_grad()
     def __call__(
         self,
         block: SparseBottleneck,
@@ -135,15 +167,14 @@ class BlockExecutor:
         mask2: torch.Tensor | None,
         always_gather: bool,
     ) -> torch.Tensor:
-        """Block output for input ``x`` (B, C, H, W) and masks (None: all ones)."""
+        """Block output for channels-last input ``x`` (B, C, H, W) and masks (None: ones)."""
         fw = self.folded(block)
-        x = x.contiguous(memory_format=torch.channels_last)
-        b, cin, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(-1, cin)
-        h1 = _conv1(fw, rows, mask1, block, always_gather).view(b, h, w, -1)
-        out, (h2, w2) = _conv2_conv3(fw, block, x, h1, mask2, always_gather)
-        out += _identity(fw, block, x, rows, (h2, w2))
-        return out.relu_().view(b, h2, w2, -1).permute(0, 3, 1, 2)
+        b, _, h, w = x.shape
+        h1 = _conv1(fw, block, _rows(x), mask1, always_gather).view(b, h, w, -1)
+        out_hw = ((h - 1) // block.stride + 1, (w - 1) // block.stride + 1)
+        out = _identity_plus_shift(fw, block, x)  # + b3: conv3's BN shift, added once
+        _add_conv3(out, fw, block, x, h1, mask2, out_hw, always_gather)
+        return out.relu_().view(b, *out_hw, -1).permute(0, 3, 1, 2)
 
 
 def _gather(density: float, always_gather: bool) -> bool:
@@ -163,6 +194,9 @@ class _Sources:
     count: int  # rows of the source matrix
     binary: bool
 
+    def is_everything(self, total: int) -> bool:
+        return self.binary and self.index.numel() == total
+
 
 def _sources(mask: torch.Tensor, gathered: bool) -> _Sources:
     flat = mask.reshape(-1)
@@ -177,31 +211,32 @@ def _sources(mask: torch.Tensor, gathered: bool) -> _Sources:
     return _Sources(index, column, count, _is_binary(mask))
 
 
-def _plan(block: SparseBottleneck, interp: nn.Module, mask: torch.Tensor,
-          src: _Sources) -> InterpolationPlan:
+def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> InterpolationPlan:
     kernel = interp.kernel_1d(torch.float64, mask.device)
     return plan_interpolation(mask, kernel, interp.eps, src.column, src.count, src.binary)
 
 
-def _conv1(fw: FoldedBlock, rows: torch.Tensor, mask: torch.Tensor | None,
-           block: SparseBottleneck, always_gather: bool) -> torch.Tensor:
+def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
+           mask: torch.Tensor | None, always_gather: bool) -> torch.Tensor:
     """conv1 + BN + ReLU, interpolated where m1 did not sample: (B*H*W, P) rows."""
+    total = rows.shape[0]
     if mask is None:
         return torch.addmm(fw.b1, rows, fw.w1).relu_()
     flat = mask.reshape(-1)
-    gathered = _gather(float(flat.mean()), always_gather)
+    gathered = _gather(float((flat > 0).float().mean()), always_gather)
     src = _sources(mask, gathered)
-    if src.index.numel() == flat.numel() and src.binary:
+    if src.is_everything(total):
         return torch.addmm(fw.b1, rows, fw.w1).relu_()
     if gathered:
         computed = torch.addmm(fw.b1, rows.index_select(0, src.index), fw.w1).relu_()
-        out = rows.new_zeros(flat.numel(), computed.shape[1])
-        weighted = computed if src.binary else computed * flat[src.index, None]
-        out.index_copy_(0, src.index, weighted)
+        # binary: sources and targets partition the map, every row is written below
+        out = computed.new_empty(total, computed.shape[1]) if src.binary \
+            else computed.new_zeros(total, computed.shape[1])
+        out.index_copy_(0, src.index, computed if src.binary else computed * flat[src.index, None])
     else:
         computed = torch.addmm(fw.b1, rows, fw.w1).relu_()
-        out = computed * flat[:, None] if not src.binary else computed.clone()
-    plan = _plan(block, block.interp1, mask, src)
+        out = computed.clone() if src.binary else computed * flat[:, None]
+    plan = _plan(block.interp1, mask, src)
     fill = plan.fill(computed)
     if plan.keep is None:
         out.index_copy_(0, plan.targets, fill)
@@ -212,7 +247,7 @@ def _conv1(fw: FoldedBlock, rows: torch.Tensor, mask: torch.Tensor | None,
 
 def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
                  h1: torch.Tensor) -> torch.Tensor:
-    """conv2 + BN + ReLU on the full map; (B, H2, W2, P) channels-last."""
+    """conv2 + BN + ReLU on the full map: (B*H2*W2, P) rows."""
     from .bottleneck import deform_conv2d  # the DCN the masked path uses
 
     feats = h1.permute(0, 3, 1, 2)
@@ -222,7 +257,7 @@ def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
         out = deform_conv2d(feats.contiguous(), offset, fw.w2, fw.b2, **geometry)
     else:
         out = F.conv2d(feats, fw.w2, fw.b2, groups=block.groups, **geometry)
-    return out.relu_().permute(0, 2, 3, 1).contiguous()
+    return out.relu_().permute(0, 2, 3, 1).reshape(-1, out.shape[1])
 
 
 def _conv2_at(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: torch.Tensor,
@@ -239,53 +274,48 @@ def _conv2_at(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: tor
     return out.relu_()
 
 
-def _out_size(block: SparseBottleneck, h: int, w: int) -> tuple[int, int]:
-    s = block.stride
-    return (h - 1) // s + 1, (w - 1) // s + 1
+def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
+               h1: torch.Tensor, mask: torch.Tensor | None, out_hw: tuple[int, int],
+               always_gather: bool) -> None:
+    """Add conv3's output (without its BN shift), interpolated where m2 did not sample, to
+    ``out`` (B*H2*W2, 4P) rows.
 
-
-def _conv2_conv3(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: torch.Tensor,
-                 mask: torch.Tensor | None, always_gather: bool
-                 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """conv3 + BN output rows (B*H2*W2, 4P), interpolated where m2 did not sample."""
-    out_hw = _out_size(block, h1.shape[1], h1.shape[2])
+    ``out`` already holds the shift b3 at every position: at a target the masked path gives
+    S @ (y + b3) + (1 - coverage) b3 = S @ y + b3 (S's rows sum to the coverage), so no
+    correction is needed where the eps clamp acts.
+    """
+    total = out.shape[0]
     if mask is None:
-        h2 = _conv2_dense(fw, block, x, h1).view(-1, fw.w3.shape[0])
-        return torch.addmm(fw.b3, h2, fw.w3), out_hw
+        out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
+        return
     if mask.shape[-2:] != out_hw:
         raise RuntimeError(f"mask2 of shape {tuple(mask.shape)} does not match conv2's output "
                            f"size {out_hw}")
     flat = mask.reshape(-1)
-    gathered = _gather(float(flat.mean()), always_gather)
+    gathered = _gather(float((flat > 0).float().mean()), always_gather)
     src = _sources(mask, True)  # conv3 always runs at the sampled rows only
-    if src.index.numel() == flat.numel() and src.binary and not gathered:
-        h2 = _conv2_dense(fw, block, x, h1).view(-1, fw.w3.shape[0])
-        return torch.addmm(fw.b3, h2, fw.w3), out_hw
+    if src.is_everything(total) and not gathered:
+        out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
+        return
     if gathered:
         h2 = _conv2_at(fw, block, x, h1, src.index, out_hw)
     else:
-        h2 = _conv2_dense(fw, block, x, h1).view(-1, fw.w3.shape[0]).index_select(0, src.index)
-    y3 = torch.addmm(fw.b3, h2, fw.w3)
-    out = y3.new_zeros(flat.numel(), y3.shape[1])
-    out.index_copy_(0, src.index, y3 if src.binary else y3 * flat[src.index, None])
-    plan = _plan(block, block.interp2, mask, src)
-    # missing share of the BN shift where the eps clamp acts (see the module docstring)
-    fill = torch.addr(plan.fill(y3), 1 - plan.coverage, fw.b3)
-    if plan.keep is not None:
-        fill *= plan.keep[:, None]
-    out.index_add_(0, plan.targets, fill)
-    return out, out_hw
+        h2 = _conv2_dense(fw, block, x, h1).index_select(0, src.index)
+    y3 = h2 @ fw.w3
+    out.index_add_(0, src.index, y3 if src.binary else y3 * flat[src.index, None])
+    plan = _plan(block.interp2, mask, src)
+    fill = plan.fill(y3)
+    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
 
 
-def _identity(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, rows: torch.Tensor,
-              out_hw: tuple[int, int]) -> torch.Tensor:
-    """The residual branch as (B*H2*W2, 4P) rows."""
+def _identity_plus_shift(fw: FoldedBlock, block: SparseBottleneck,
+                         x: torch.Tensor) -> torch.Tensor:
+    """A new (B*H2*W2, 4P) tensor: the residual branch plus conv3's BN shift b3."""
     if block.downsample is None:
-        return rows
+        return _rows(x) + fw.b3
     if fw.down_w is None:
-        out = block.downsample(x)
-        return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])
+        return _rows(block.downsample(x).contiguous(memory_format=torch.channels_last)) + fw.b3
     s = block.downsample[0].stride
     sub = x[:, :, :: s[0], :: s[1]] if s != (1, 1) else x
-    sub_rows = sub.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-    return torch.addmm(fw.down_b, sub_rows, fw.down_w)
+    return torch.addmm(fw.down_b + fw.b3, sub.permute(0, 2, 3, 1).reshape(-1, x.shape[1]),
+                       fw.down_w)

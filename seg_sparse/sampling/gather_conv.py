@@ -5,7 +5,9 @@ contiguous row and a gather reads whole rows. Output positions are flat indices 
 (B, Hout, Wout), which keeps batch > 1 a plain index computation.
 
 * :func:`conv_at` -- a k x k convolution (stride, dilation, zero padding, groups) at the
-  positions: integer neighbour rows from a zero-padded input, then (N, k*k*C) x (k*k*C, Cout).
+  positions: integer neighbour rows, then (N, k*k*C) x (k*k*C, Cout).
+* :func:`conv3x3_tap_sum` -- a dense 3x3 conv with one output channel (the mask predictors)
+  as a GEMM over all rows followed by nine shifted single-channel adds.
 * :func:`deform_conv_at` -- DCN v1 at the positions: for each kernel point the bilinear sample
   at the offset location (the four corner rows, weights shared by all channels, zero outside
   the image as in ``torchvision.ops.deform_conv2d``), then the same GEMM.
@@ -56,6 +58,15 @@ def _taps_gemm(
     return out + bias if bias is not None else out
 
 
+def _tap_grid(k: int, dilation: int, padding: int, device: torch.device,
+              dtype: torch.dtype = torch.long) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row / column offsets (1, k*k) of a k x k kernel's taps relative to ``pos * stride``."""
+    ky, kx = torch.meshgrid(torch.arange(k, device=device), torch.arange(k, device=device),
+                            indexing="ij")
+    return ((ky.reshape(1, -1) * dilation - padding).to(dtype),
+            (kx.reshape(1, -1) * dilation - padding).to(dtype))
+
+
 def conv_at(
     x: torch.Tensor,
     positions: torch.Tensor,
@@ -70,27 +81,50 @@ def conv_at(
     """k x k convolution of ``x`` (B, H, W, C) at ``positions``; returns (N, Cout).
 
     ``flat_weight`` comes from :func:`flatten_weight`. Equals ``F.conv2d`` (NCHW) at those
-    output positions.
+    output positions. Taps outside the image read a clamped row that is then zeroed, so the
+    input is never padded (a copy of the whole map).
     """
     b, h, w, c = x.shape
-    xp = F.pad(x, (0, 0, padding, padding, padding, padding)) if padding else x
-    hp, wp = h + 2 * padding, w + 2 * padding
-    rows = xp.reshape(-1, c)
+    rows = x.reshape(-1, c)
     k = kernel_size
-    ky, kx = torch.meshgrid(torch.arange(k, device=x.device), torch.arange(k, device=x.device),
-                            indexing="ij")
-    tap_offset = (ky * dilation * wp + kx * dilation).reshape(1, -1)
+    ky, kx = _tap_grid(k, dilation, padding, x.device)
     bi, oi, oj = output_coords(positions, out_hw)
-    corner = bi * (hp * wp) + oi * stride * wp + oj * stride
     outputs = []
     step = _tile_size(k * k * c)
     for start in range(0, positions.numel(), step):
-        index = (corner[start:start + step, None] + tap_offset).reshape(-1)
-        taps = rows.index_select(0, index).view(-1, k * k, c)
-        outputs.append(_taps_gemm(taps, flat_weight, bias))
+        sl = slice(start, start + step)
+        iy = oi[sl, None] * stride + ky
+        ix = oj[sl, None] * stride + kx
+        index = bi[sl, None] * (h * w) + iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)
+        taps = rows.index_select(0, index.reshape(-1))
+        outside = ((iy < 0) | (iy >= h) | (ix < 0) | (ix >= w)).reshape(-1).nonzero()
+        if outside.numel():
+            taps.index_fill_(0, outside.squeeze(1), 0)
+        outputs.append(_taps_gemm(taps.view(-1, k * k, c), flat_weight, bias))
     if not outputs:
         return x.new_zeros(0, flat_weight.shape[0] * flat_weight.shape[2])
     return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+
+def conv3x3_tap_sum(taps: torch.Tensor, stride: int) -> torch.Tensor:
+    """Finish a 3x3 conv (padding 1) with few outputs from per-tap products.
+
+    ``taps`` (B, H, W, 9): x[p] . w_k at every input position p for each kernel point k
+    (row-major), i.e. one GEMM of the input rows with the 9 weight columns. The output at
+    (i, j) is the sum over k of taps at (i*s - 1 + ky, j*s - 1 + kx): nine shifted adds of a
+    single channel, instead of a convolution library call that is slow for one output channel.
+    Returns (B, 1, Hout, Wout).
+    """
+    b, h, w, _ = taps.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    padded = F.pad(taps, (0, 0, 1, 1, 1, 1))
+    out = None
+    for k in range(9):
+        ky, kx = divmod(k, 3)
+        tap = padded[:, ky:ky + (ho - 1) * stride + 1:stride,
+                     kx:kx + (wo - 1) * stride + 1:stride, k]
+        out = tap.clone() if out is None else out.add_(tap)
+    return out.unsqueeze(1)
 
 
 def bilinear_corners(
@@ -135,10 +169,7 @@ def deform_conv_at(
     b, h, w, c = x.shape
     k = kernel_size
     rows = x.reshape(-1, c)
-    ky, kx = torch.meshgrid(torch.arange(k, device=x.device), torch.arange(k, device=x.device),
-                            indexing="ij")
-    ky = (ky.reshape(1, -1) * dilation - padding).to(offset.dtype)
-    kx = (kx.reshape(1, -1) * dilation - padding).to(offset.dtype)
+    ky, kx = _tap_grid(k, dilation, padding, x.device, offset.dtype)
     bi, oi, oj = output_coords(positions, out_hw)
     off = offset.view(-1, k * k, 2)
     outputs = []
