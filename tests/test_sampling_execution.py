@@ -13,6 +13,7 @@ from seg_sparse.sampling import (
     set_execution,
 )
 from seg_sparse.sampling.gather_conv import conv_at, flatten_weight
+from seg_sparse.sampling.masks import paired_mask_logits
 from seg_sparse.sampling.sparse_interpolation import plan_interpolation
 
 
@@ -111,14 +112,25 @@ def test_the_executed_path_samples_the_same_masks_from_the_same_draws():
     assert max_rel_err(outputs["auto"], outputs["masked"]) < 1e-4
 
 
-def test_mask_logits_from_the_gemm_equal_the_predictor_convs():
-    block = make_block("stochastic", stride=2).eval()
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_paired_mask_logits_equal_the_predictor_convs_values_and_gradients(stride,
+                                                                           memory_format):
+    block = make_block("stochastic", stride=stride)
     torch.nn.init.normal_(block.mask1.conv.weight)
     torch.nn.init.normal_(block.mask2.conv.weight)
-    x = torch.randn(2, 16, 11, 16).contiguous(memory_format=torch.channels_last)
-    z1, z2 = block._executor.mask_logits(block, x)
-    torch.testing.assert_close(z1, block.mask1(x), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(z2, block.mask2(x), rtol=1e-5, atol=1e-4)
+    x = torch.randn(2, 16, 11, 16).contiguous(memory_format=memory_format).requires_grad_()
+    z1, z2 = paired_mask_logits((block.mask1, block.mask2), x)
+    r1, r2 = block.mask1(x), block.mask2(x)
+    torch.testing.assert_close(z1, r1, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(z2, r2, rtol=1e-5, atol=1e-4)
+    upstream = (torch.randn_like(r1), torch.randn_like(r2))
+    grads = torch.autograd.grad((z1, z2), (x, block.mask2.conv.weight, block.mask1.conv.bias),
+                                upstream)
+    expected = torch.autograd.grad((r1, r2), (x, block.mask2.conv.weight,
+                                              block.mask1.conv.bias), upstream)
+    for got, ref in zip(grads, expected):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_folded_weights_follow_loaded_weights():

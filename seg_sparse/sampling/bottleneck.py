@@ -12,7 +12,7 @@ from torchvision.ops import DeformConv2d, deform_conv2d  # noqa: F401 (the DCN o
 from .execution import BlockExecutor, check_execution
 from .grid import apply_grid_prior, check_grid_interval
 from .interpolation import GaussianInterpolation
-from .masks import MaskPredictor
+from .masks import MaskPredictor, paired_mask_logits
 from .samplers import MaskSampler, build_sampler
 from .temperature import GumbelTemperature
 
@@ -189,9 +189,9 @@ class SparseBottleneck(nn.Module):
         """Inference computing only at the sampled positions (``execution`` 'sparse' /
         'auto'; see :mod:`seg_sparse.sampling.execution`).
 
-        Same random draws as the masked forward; the output equals it for the same masks up
-        to float rounding. The mask logits come from a GEMM instead of the predictors' conv
-        call, so a logit within rounding of a threshold may sample differently.
+        The mask logits and random draws are the masked forward's (both use
+        :func:`paired_mask_logits`), so are the masks; the output equals the masked forward's
+        up to float rounding (BN folded, other summation order).
         """
         x = x.contiguous(memory_format=torch.channels_last)
         size2 = torch.Size(((x.shape[-2] - 1) // self.stride + 1,
@@ -200,7 +200,7 @@ class SparseBottleneck(nn.Module):
             self._record_dense(x, size2)
             mask1 = mask2 = None
         else:
-            logits1, logits2 = self._executor.mask_logits(self, x)
+            logits1, logits2 = paired_mask_logits((self.mask1, self.mask2), x)
             prob1, mask1 = self._sample(0, logits1, x.shape[-2:])
             prob2, mask2 = self._sample(1, logits2, size2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
@@ -219,14 +219,15 @@ class SparseBottleneck(nn.Module):
         out = self.bn1(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob1, mask1 = self._sample(0, self.mask1(x), out.shape[-2:])
+            logits1, logits2 = paired_mask_logits((self.mask1, self.mask2), x)
+            prob1, mask1 = self._sample(0, logits1, out.shape[-2:])
             out = self.interp1(out, mask1)
 
         out = self._conv2(out, x)
         out = self.bn2(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob2, mask2 = self._sample(1, self.mask2(x), out.shape[-2:])
+            prob2, mask2 = self._sample(1, logits2, out.shape[-2:])
             out = self.interp2(out, mask2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
         else:

@@ -6,7 +6,8 @@ docs/design.md, "Execution paths"):
 
 1. BN is folded into the conv before it (:mod:`.fold`); feature maps are channels-last, so a
    position's channels are one contiguous row and positions are flat indices over (B, H, W).
-2. The mask predictors stay dense (one output channel each: cheap).
+2. The mask predictors stay dense (one output channel each: cheap; computed as in training by
+   :func:`~.masks.paired_mask_logits`, so the masks are the same).
 3. conv1 + ReLU at the m1 positions (row gather, one GEMM), written into a zero map; the
    other positions are filled by the normalized Gaussian interpolation as a sparse matrix over
    the computed rows (:mod:`.sparse_interpolation`).
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fold import fold_conv_bn
-from .gather_conv import conv3x3_tap_sum, conv_at, deform_conv_at, flatten_weight
+from .gather_conv import conv_at, deform_conv_at, flatten_weight
 from .sparse_interpolation import InterpolationPlan, plan_interpolation
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ class FoldedBlock:
     offset_b: torch.Tensor | None
     down_w: torch.Tensor | None  # (Cin, 4P) of a folded 1x1 downsample
     down_b: torch.Tensor | None
-    mask_w: torch.Tensor | None  # (Cin, 18): the 9 taps of mask1, then of mask2
-    mask_b: torch.Tensor | None  # (2,)
 
 
 def _fold_downsample(down: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -89,18 +88,6 @@ def _fold_downsample(down: nn.Module | None) -> tuple[torch.Tensor | None, torch
     return w.flatten(1).t().contiguous(), b
 
 
-def _mask_taps(block: SparseBottleneck) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Both predictors' 3x3 weights as (Cin, 18) tap columns, and their biases."""
-    if block.is_dense:
-        return None, None
-    convs = (block.mask1.conv, block.mask2.conv)
-    for conv in convs:
-        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.dilation != (1, 1):
-            raise ValueError(f"mask predictors must be undilated 3x3 convs, got {conv}")
-    taps = [c.weight[0].permute(1, 2, 0).reshape(9, -1).t() for c in convs]
-    return torch.cat(taps, 1).contiguous(), torch.cat([c.bias for c in convs])
-
-
 def fold_block(block: SparseBottleneck) -> FoldedBlock:
     """Fold every BN of ``block`` into its conv (eval statistics)."""
     w1, b1 = fold_conv_bn(block.conv1.weight, block.bn1)
@@ -111,12 +98,11 @@ def fold_block(block: SparseBottleneck) -> FoldedBlock:
         offset_w, offset_b = block.conv2_offset.weight, block.conv2_offset.bias
         offset_flat = flatten_weight(offset_w, 1)
     down_w, down_b = _fold_downsample(block.downsample)
-    mask_w, mask_b = _mask_taps(block)
     return FoldedBlock(
         w1=w1.flatten(1).t().contiguous(), b1=b1, w2=w2.contiguous(),
         w2_flat=flatten_weight(w2, block.groups), b2=b2,
         w3=w3.flatten(1).t().contiguous(), b3=b3, offset_w=offset_w, offset_flat=offset_flat,
-        offset_b=offset_b, down_w=down_w, down_b=down_b, mask_w=mask_w, mask_b=mask_b,
+        offset_b=offset_b, down_w=down_w, down_b=down_b,
     )
 
 
@@ -145,18 +131,6 @@ class BlockExecutor:
                 self._folded = fold_block(block)
             self._key = key
         return self._folded
-
-    @torch.no_grad()
-    def mask_logits(self, block: SparseBottleneck,
-                    x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both predictors' logits for channels-last ``x``: one (B*H*W, Cin) x (Cin, 18) GEMM,
-        then nine shifted adds per mask (:func:`conv3x3_tap_sum`)."""
-        fw = self.folded(block)
-        b, _, h, w = x.shape
-        taps = (_rows(x) @ fw.mask_w).view(b, h, w, 18)
-        logits1 = conv3x3_tap_sum(taps[..., :9], 1).add_(fw.mask_b[0])
-        logits2 = conv3x3_tap_sum(taps[..., 9:], block.stride).add_(fw.mask_b[1])
-        return logits1, logits2
 
     @torch.no_grad()
     def __call__(

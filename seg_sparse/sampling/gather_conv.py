@@ -6,8 +6,6 @@ contiguous row and a gather reads whole rows. Output positions are flat indices 
 
 * :func:`conv_at` -- a k x k convolution (stride, dilation, zero padding, groups) at the
   positions: integer neighbour rows, then (N, k*k*C) x (k*k*C, Cout).
-* :func:`conv3x3_tap_sum` -- a dense 3x3 conv with one output channel (the mask predictors)
-  as a GEMM over all rows followed by nine shifted single-channel adds.
 * :func:`deform_conv_at` -- DCN v1 at the positions: for each kernel point the bilinear sample
   at the offset location (the four corner rows, weights shared by all channels, zero outside
   the image as in ``torchvision.ops.deform_conv2d``), then the same GEMM.
@@ -18,7 +16,6 @@ Both work in tiles of positions so that the gathered tap matrix stays a few MB.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 #: Upper bound on gathered tap values per tile (floats): 4 Mi = 16 MB in float32.
 TILE_VALUES = 1 << 22
@@ -104,27 +101,6 @@ def conv_at(
     if not outputs:
         return x.new_zeros(0, flat_weight.shape[0] * flat_weight.shape[2])
     return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-
-
-def conv3x3_tap_sum(taps: torch.Tensor, stride: int) -> torch.Tensor:
-    """Finish a 3x3 conv (padding 1) with few outputs from per-tap products.
-
-    ``taps`` (B, H, W, 9): x[p] . w_k at every input position p for each kernel point k
-    (row-major), i.e. one GEMM of the input rows with the 9 weight columns. The output at
-    (i, j) is the sum over k of taps at (i*s - 1 + ky, j*s - 1 + kx): nine shifted adds of a
-    single channel, instead of a convolution library call that is slow for one output channel.
-    Returns (B, 1, Hout, Wout).
-    """
-    b, h, w, _ = taps.shape
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    padded = F.pad(taps, (0, 0, 1, 1, 1, 1))
-    out = None
-    for k in range(9):
-        ky, kx = divmod(k, 3)
-        tap = padded[:, ky:ky + (ho - 1) * stride + 1:stride,
-                     kx:kx + (wo - 1) * stride + 1:stride, k]
-        out = tap.clone() if out is None else out.add_(tap)
-    return out.unsqueeze(1)
 
 
 def bilinear_corners(
