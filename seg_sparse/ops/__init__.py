@@ -1,0 +1,11 @@
+"""Plain-torch convolution operators (no mmseg / mmcv imports).
+
+* :func:`deform_conv2d` -- drop-in for ``torchvision.ops.deform_conv2d`` (DCN v1 / v2, conv and
+  offset groups), computed as gathered bilinear taps + one GEMM; forward and backward.
+* :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
+  of output positions, channels-last rows in and out (sparse inference).
+"""
+
+from .deform_conv import TILE_BYTES, conv2d_at, deform_conv2d, deform_conv2d_at
+
+__all__ = ["TILE_BYTES", "conv2d_at", "deform_conv2d", "deform_conv2d_at"]

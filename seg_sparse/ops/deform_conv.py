@@ -1,0 +1,322 @@
+"""Deformable and plain convolutions as gathered taps + one GEMM, dense or at given positions.
+
+``deform_conv2d`` is a drop-in for ``torchvision.ops.deform_conv2d`` (same arguments, offset /
+mask layout and results). Both it and the position variants run the same autograd function:
+per tile of output positions, gather the taps of every kernel point from a channels-last table
+of input rows (:mod:`.taps`), then one (grouped) 1x1 convolution over the tile's columns. The
+1x1 convolution is the GEMM: on CPU it runs on oneDNN, about twice as fast as ``torch.mm`` on
+the AMD machine of docs/benchmarks.md, and on CUDA on cuDNN. Columns exist one tile at a time
+(``TILE_BYTES``); the backward recomputes them tile by tile instead of storing them, so a
+training step holds no more than a plain convolution does besides one tile.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .taps import ConvGeometry, IntPair, Taps, bilinear_taps, gather_columns, integer_taps
+
+#: Upper bound of one tile's gathered columns in bytes (tile = positions x K x C_in values).
+TILE_BYTES = 64 << 20
+
+
+def _weight_as_1x1(weight: Tensor) -> Tensor:
+    """(C_out, C_in/g, kh, kw) -> (C_out, kh*kw*C_in/g, 1, 1), input order (kernel point, channel)
+    as in :func:`gather_columns`."""
+    c_out = weight.shape[0]
+    return weight.permute(0, 2, 3, 1).reshape(c_out, -1, 1, 1)
+
+
+def _as_image(rows: Tensor) -> Tensor:
+    """(T, C) rows -> a (1, C, T, 1) channels-last view (no copy) for a 1x1 convolution."""
+    return rows.view(1, rows.shape[0], 1, rows.shape[1]).permute(0, 3, 1, 2)
+
+
+def _gemm(columns: Tensor, weight_1x1: Tensor, groups: int) -> Tensor:
+    out = F.conv2d(_as_image(columns), weight_1x1, groups=groups)
+    return out.permute(0, 2, 3, 1).reshape(columns.shape[0], -1)
+
+
+class _Plan:
+    """Everything about one call except the tensors: geometry, groups, tiles."""
+
+    def __init__(self, geom: ConvGeometry, groups: int, deformable: bool, positions: Tensor | None,
+                 count: int, channels: int, element_size: int) -> None:
+        self.geom = geom
+        self.groups = groups
+        self.deformable = deformable
+        self.positions = positions
+        self.count = count
+        per_position = geom.kernel_points * channels * element_size
+        self.tile = max(1, TILE_BYTES // per_position)
+
+    def tiles(self) -> range:
+        return range(0, self.count, self.tile)
+
+    def tile_positions(self, start: int, device: torch.device) -> Tensor:
+        stop = min(start + self.tile, self.count)
+        if self.positions is None:
+            return torch.arange(start, stop, device=device)
+        return self.positions[start:stop]
+
+    def taps(self, positions: Tensor, offset: Tensor | None, mask: Tensor | None,
+             dtype: torch.dtype) -> Taps:
+        if not self.deformable:
+            return integer_taps(self.geom, positions, dtype)
+        k = self.geom.kernel_points
+        offset = offset.view(offset.shape[0], -1, k, 2)
+        if mask is not None:
+            mask = mask.view(mask.shape[0], -1, k)
+        return bilinear_taps(self.geom, positions, offset, mask)
+
+
+class _TapConv(torch.autograd.Function):
+    """rows (N, C_out) = sum over taps of the table, times the weight, plus the bias."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, offset: Tensor | None, mask: Tensor | None, weight: Tensor,
+                bias: Tensor | None, plan: _Plan) -> Tensor:
+        weight_1x1 = _weight_as_1x1(weight)
+        outs = []
+        for start in plan.tiles():
+            stop = start + plan.tile
+            positions = plan.tile_positions(start, table.device)
+            tile_offset = None if offset is None else offset[start:stop]
+            tile_mask = None if mask is None else mask[start:stop]
+            taps = plan.taps(positions, tile_offset, tile_mask, table.dtype)
+            outs.append(_gemm(gather_columns(table, taps, plan.groups), weight_1x1, plan.groups))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if bias is not None:
+            out += bias
+        ctx.plan = plan
+        ctx.save_for_backward(table, offset, mask, weight, bias)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        table, offset, mask, weight, bias = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
+        grad_out = grad_out.contiguous()
+        grad_table = torch.zeros_like(table) if need_table else None
+        grad_offset = torch.empty_like(offset) if need_offset else None
+        grad_mask = torch.empty_like(mask) if need_mask else None
+        weight_1x1 = _weight_as_1x1(weight.detach()).requires_grad_(need_weight)
+        grad_weight_1x1 = torch.zeros_like(weight_1x1) if need_weight else None
+        tiles = plan.tiles() if need_table or need_offset or need_mask or need_weight else ()
+        for start in tiles:
+            stop = start + plan.tile
+            positions = plan.tile_positions(start, table.device)
+            with torch.enable_grad():
+                tile_offset = tile_mask = None
+                if offset is not None:
+                    tile_offset = offset[start:stop].detach().requires_grad_(need_offset)
+                if mask is not None:
+                    tile_mask = mask[start:stop].detach().requires_grad_(need_mask)
+                taps = plan.taps(positions, tile_offset, tile_mask, table.dtype)
+                # only the rows these taps read: the table gradient of a slice, not of it all
+                first, last = taps.row_range()
+                rows = table[first:last].detach().requires_grad_(need_table)
+                out = _gemm(gather_columns(rows, taps.shifted(first), plan.groups), weight_1x1,
+                            plan.groups)
+                inputs = [(rows, need_table), (tile_offset, need_offset),
+                          (tile_mask, need_mask), (weight_1x1, need_weight)]
+                wanted = [t for t, need in inputs if need]
+                grads = iter(torch.autograd.grad(out, wanted, grad_out[start:stop]))
+            if need_table:
+                grad_table[first:last] += next(grads)
+            if need_offset:
+                grad_offset[start:stop] = next(grads)
+            if need_mask:
+                grad_mask[start:stop] = next(grads)
+            if need_weight:
+                grad_weight_1x1 += next(grads)
+        grad_weight = None
+        if need_weight:
+            c_out, c_in = weight.shape[:2]
+            kh, kw = weight.shape[2:]
+            grad_weight = grad_weight_1x1.view(c_out, kh, kw, c_in).permute(0, 3, 1, 2)
+        grad_bias = grad_out.sum(0) if need_bias else None
+        return grad_table, grad_offset, grad_mask, grad_weight, grad_bias, None
+
+
+def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
+         offset: Tensor | None, mask: Tensor | None, weight: Tensor,
+         bias: Tensor | None) -> Tensor:
+    """(count, C_out) rows; under autocast in float32 like torchvision, cast back after."""
+    table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
+    c_in = table.shape[1]
+    groups = c_in // weight.shape[1]
+    plan = _Plan(geom, groups, offset is not None, positions, count, c_in, table.element_size())
+    device = table.device.type
+    if not torch.is_autocast_enabled(device):
+        return _TapConv.apply(table, offset, mask, weight, bias, plan)
+    dtype = table.dtype
+
+    def f32(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float()
+
+    with torch.autocast(device, enabled=False):
+        plan = _Plan(geom, groups, offset is not None, positions, count, c_in, 4)
+        out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
+    return out.to(dtype)
+
+
+def _check_weight(weight: Tensor, channels: int, bias: Tensor | None) -> None:
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be (C_out, C_in/groups, kh, kw), got {tuple(weight.shape)}")
+    c_out, per_group = weight.shape[:2]
+    if per_group == 0 or channels % per_group or c_out % (channels // per_group):
+        raise ValueError(f"weight {tuple(weight.shape)} does not fit {channels} input channels: "
+                         f"C_in must be a multiple of weight.shape[1] and C_out of the groups")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+
+
+def _offset_groups(offset_channels: int, kernel_points: int, channels: int) -> int:
+    groups, rest = divmod(offset_channels, 2 * kernel_points)
+    if rest or groups == 0:
+        raise ValueError(f"offset has {offset_channels} channels, expected a positive multiple "
+                         f"of 2 * kh * kw = {2 * kernel_points}")
+    if channels % groups:
+        raise ValueError(f"{channels} input channels are not divisible by the {groups} offset "
+                         f"groups that the offset's {offset_channels} channels imply")
+    return groups
+
+
+def deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = (1, 1),
+    padding: IntPair = (0, 0),
+    dilation: IntPair = (1, 1),
+    mask: Tensor | None = None,
+) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` as gathered taps + one GEMM: same arguments, layouts
+    and values (DCN v1, and v2 with ``mask``; conv groups from ``weight.shape[1]``, offset groups
+    from ``offset.shape[1]``). Differentiable in input, offset, mask, weight and bias.
+
+    input (B, C_in, H, W); offset (B, 2 * G_off * kh * kw, H_out, W_out) with channel
+    ``g * 2 * kh * kw + 2 * k`` the y and the next one the x offset of kernel point
+    k = i * kw + j of offset group g; mask (B, G_off * kh * kw, H_out, W_out). The result has
+    the input's memory format (channels-last input: channels-last output, no layout copies).
+    """
+    if input.dim() != 4 or offset.dim() != 4:
+        raise ValueError(f"input and offset must be 4-D (B, C, H, W), got {tuple(input.shape)} "
+                         f"and {tuple(offset.shape)}")
+    b, c_in, h, w = input.shape
+    _check_weight(weight, c_in, bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    k = geom.kernel_points
+    offset_groups = _offset_groups(offset.shape[1], k, c_in)
+    out_shape = (b, geom.out_h, geom.out_w)
+    if (offset.shape[0], *offset.shape[2:]) != out_shape:
+        raise ValueError(f"offset of shape {tuple(offset.shape)} does not match the output's "
+                         f"(batch, H_out, W_out) = {out_shape}")
+    if mask is not None and tuple(mask.shape) != (b, offset_groups * k, *out_shape[1:]):
+        raise ValueError(f"mask must have shape {(b, offset_groups * k, *out_shape[1:])}, got "
+                         f"{tuple(mask.shape)}")
+    count = b * geom.out_h * geom.out_w
+    table = input.permute(0, 2, 3, 1).reshape(b * h * w, c_in)
+    rows = offset.permute(0, 2, 3, 1).reshape(count, -1)
+    mask_rows = None if mask is None else mask.permute(0, 2, 3, 1).reshape(count, -1)
+    out = _run(table, geom, None, count, rows, mask_rows, weight, bias)
+    out = out.view(*out_shape, -1).permute(0, 3, 1, 2)
+    channels_last = input.is_contiguous(memory_format=torch.channels_last)
+    return out if channels_last and not input.is_contiguous() else out.contiguous()
+
+
+def _table(input: Tensor, in_hw: tuple[int, int] | None) -> tuple[Tensor, int, int, int]:
+    """(rows, B, H, W) of a channels-last input given as (B, H, W, C) or as rows + in_hw."""
+    if input.dim() == 4:
+        if in_hw is not None and tuple(in_hw) != tuple(input.shape[1:3]):
+            raise ValueError(f"in_hw={in_hw} contradicts the input's shape {tuple(input.shape)}")
+        b, h, w, c = input.shape
+    elif input.dim() == 2:
+        if in_hw is None:
+            raise ValueError("input given as rows (B*H*W, C) needs in_hw=(H, W)")
+        h, w = in_hw
+        b, rest = divmod(input.shape[0], h * w)
+        if rest:
+            raise ValueError(f"{input.shape[0]} input rows are not a whole number of "
+                             f"{h}x{w} images")
+        c = input.shape[1]
+    else:
+        raise ValueError(f"input must be (B, H, W, C) or rows (B*H*W, C), got "
+                         f"{tuple(input.shape)}")
+    return input.reshape(b * h * w, c), b, h, w
+
+
+def _check_positions(positions: Tensor, count: int) -> None:
+    if positions.dim() != 1 or positions.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"positions must be a 1-D int64 tensor, got {positions.dtype} of "
+                         f"shape {tuple(positions.shape)}")
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= count):
+        raise ValueError(f"positions must lie in [0, B * H_out * W_out) = [0, {count})")
+
+
+def deform_conv2d_at(
+    input: Tensor,
+    positions: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    mask: Tensor | None = None,
+    in_hw: tuple[int, int] | None = None,
+) -> Tensor:
+    """:func:`deform_conv2d` at the given output positions only: (N, C_out) rows.
+
+    Contract (all channels-last, nothing is transposed):
+
+    * ``input``: (B, H, W, C_in), or its rows (B*H*W, C_in) with ``in_hw=(H, W)``; a
+      channels-last (B, C, H, W) tensor ``x`` is ``x.permute(0, 2, 3, 1)`` (a view);
+    * ``positions``: (N,) int64 flat indices over (B, H_out, W_out), ``b * H_out * W_out +
+      y * W_out + x``, with H_out / W_out from torch's conv output-size rule; any order,
+      repeats allowed;
+    * ``offset``: (N, 2 * G_off * kh * kw), row n the offsets of position n in torchvision's
+      channel order (the dense offset map's channels at that position); ``mask``: (N, G_off *
+      kh * kw) likewise.
+
+    Row n of the result equals the dense result at ``positions[n]`` (up to float rounding).
+    """
+    table, b, h, w = _table(input, in_hw)
+    _check_weight(weight, table.shape[1], bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    _check_positions(positions, b * geom.out_h * geom.out_w)
+    n = positions.shape[0]
+    offset_groups = _offset_groups(offset.shape[-1], geom.kernel_points, table.shape[1])
+    if offset.shape != (n, offset.shape[1]):
+        raise ValueError(f"offset must be ({n}, {offset.shape[-1]}) rows, one per position, got "
+                         f"{tuple(offset.shape)}")
+    if mask is not None and tuple(mask.shape) != (n, offset_groups * geom.kernel_points):
+        raise ValueError(f"mask must be ({n}, {offset_groups * geom.kernel_points}) rows, got "
+                         f"{tuple(mask.shape)}")
+    return _run(table, geom, positions.long(), n, offset, mask, weight, bias)
+
+
+def conv2d_at(
+    input: Tensor,
+    positions: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    in_hw: tuple[int, int] | None = None,
+) -> Tensor:
+    """``F.conv2d`` at the given output positions only: (N, C_out) rows, same ``input`` /
+    ``positions`` contract as :func:`deform_conv2d_at` (groups from ``weight.shape[1]``)."""
+    table, b, h, w = _table(input, in_hw)
+    _check_weight(weight, table.shape[1], bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    _check_positions(positions, b * geom.out_h * geom.out_w)
+    return _run(table, geom, positions.long(), positions.shape[0], None, None, weight, bias)

@@ -1,0 +1,198 @@
+"""Convolution taps as (row index, weight) pairs into a channels-last table, and their gather.
+
+A k x k convolution at output position p reads, for every kernel point, one value per input
+channel. Both the plain and the deformable convolution are written here as a list of *taps*:
+for every position and kernel point, ``n`` row indices into the input table (``B*H*W`` rows of
+``C`` channels, channels-last) and ``n`` weights that are shared by all channels of the row.
+A plain conv has one tap per kernel point (weight 1 inside the image, 0 in the zero padding); a
+deformable conv has four, the bilinear corners of its sampling point, so the same gather
+(:func:`gather_columns`, one ``embedding_bag``) and the same GEMM serve both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IntPair = int | tuple[int, int]
+
+
+def _pair(value: IntPair, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Spatial geometry of a 2-D convolution: input / output size, kernel, stride, padding,
+    dilation (torch's output-size rule)."""
+
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    @classmethod
+    def of(
+        cls,
+        in_hw: tuple[int, int],
+        kernel: tuple[int, int],
+        stride: IntPair = 1,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+    ) -> ConvGeometry:
+        stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+        dilation = _pair(dilation, "dilation")
+        if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+            raise ValueError(f"need stride >= 1, dilation >= 1, padding >= 0; got stride="
+                             f"{stride}, padding={padding}, dilation={dilation}")
+        out = [
+            (in_hw[d] + 2 * padding[d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
+            for d in (0, 1)
+        ]
+        if min(out) < 1:
+            raise ValueError(
+                f"input of size {tuple(in_hw)} is too small for kernel {kernel} with "
+                f"padding={padding}, dilation={dilation} (output size {tuple(out)})"
+            )
+        return cls(in_hw[0], in_hw[1], out[0], out[1], kernel, stride, padding, dilation)
+
+    @property
+    def kernel_points(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    def kernel_coordinates(self, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For flat output positions over (B, Ho, Wo): the first table row of each position's
+        image (``b * H * W``, shape (T, 1)) and the integer input coordinates (y, x) of every
+        kernel point before any offset (shape (T, K), kernel points in row-major order)."""
+        per_image = self.out_h * self.out_w
+        image = torch.div(positions, per_image, rounding_mode="floor")
+        rest = positions - image * per_image
+        oy = torch.div(rest, self.out_w, rounding_mode="floor")
+        ox = rest - oy * self.out_w
+        dev = positions.device
+        ky = torch.arange(self.kernel[0], device=dev) * self.dilation[0]
+        kx = torch.arange(self.kernel[1], device=dev) * self.dilation[1]
+        ky = ky.repeat_interleave(self.kernel[1])
+        kx = kx.repeat(self.kernel[0])
+        y = (oy * self.stride[0] - self.padding[0]).unsqueeze(1) + ky
+        x = (ox * self.stride[1] - self.padding[1]).unsqueeze(1) + kx
+        return (image * (self.in_h * self.in_w)).unsqueeze(1), y, x
+
+
+@dataclass
+class Taps:
+    """``index`` (T, K, D, n) int64 rows of the input table and ``weight`` (T, K, D, n): the
+    value of kernel point k of position t in deformable group d is
+    ``sum_i weight[t, k, d, i] * table[index[t, k, d, i], channels of d]``."""
+
+    index: Tensor
+    weight: Tensor
+
+    def shifted(self, rows: int) -> Taps:
+        """The same taps into a table that starts ``rows`` rows later (a slice of the table)."""
+        return Taps(self.index - rows, self.weight) if rows else self
+
+    def row_range(self) -> tuple[int, int]:
+        """First and one-past-last table row the taps read."""
+        return int(self.index.min()), int(self.index.max()) + 1
+
+
+def _axis_taps(low: Tensor, frac: Tensor | None, size: int) -> tuple[Tensor, Tensor]:
+    """The two neighbours ``low`` and ``low + 1`` along one axis: their coordinates clamped into
+    [0, size) (so that taps in the zero padding still read a row near the image, inside the
+    part of the table the other taps touch) and their weights, 0 outside [0, size).
+    Shapes (..., 2). ``frac`` None: integer coordinates, a single neighbour of weight 1."""
+    if frac is None:
+        inside = (low >= 0) & (low < size)
+        return low.clamp(0, size - 1).unsqueeze(-1), inside.unsqueeze(-1)
+    coords = torch.stack((low, low + 1), dim=-1)
+    inside = (coords >= 0) & (coords < size)
+    weights = torch.stack((1 - frac, frac), dim=-1) * inside
+    return coords.clamp_(0, size - 1), weights
+
+
+def _combine(first_row: Tensor, geom: ConvGeometry, ys: tuple[Tensor, Tensor],
+             xs: tuple[Tensor, Tensor]) -> Taps:
+    """Taps (..., ny * nx) from per-axis neighbours (..., ny) and (..., nx): outer products."""
+    (y, wy), (x, wx) = ys, xs
+    first_row = first_row.view(first_row.shape + (1,) * (y.dim() - first_row.dim() + 1))
+    index = (first_row + (y * geom.in_w).unsqueeze(-1)) + x.unsqueeze(-2)
+    weight = wy.unsqueeze(-1) * wx.unsqueeze(-2)
+    return Taps(index.flatten(-2), weight.flatten(-2))
+
+
+def integer_taps(geom: ConvGeometry, positions: Tensor, dtype: torch.dtype) -> Taps:
+    """Taps of a plain convolution: one per kernel point, weight 1 inside the image, 0 in the
+    zero padding; shape (T, K, 1, 1)."""
+    first_row, y, x = geom.kernel_coordinates(positions)
+    ys = _axis_taps(y.unsqueeze(-1), None, geom.in_h)
+    xs = _axis_taps(x.unsqueeze(-1), None, geom.in_w)
+    taps = _combine(first_row, geom, ys, xs)
+    return Taps(taps.index, taps.weight.to(dtype))
+
+
+def bilinear_taps(
+    geom: ConvGeometry, positions: Tensor, offset: Tensor, mask: Tensor | None = None
+) -> Taps:
+    """Taps of a deformable convolution: the four bilinear corners of every sampling point.
+
+    ``offset`` (T, D, K, 2) holds (dy, dx) per deformable group and kernel point (torchvision's
+    channel order reshaped), ``mask`` (T, D, K) the DCNv2 modulation. A sampling point at
+    ``y = oy * stride - pad + i * dilation + dy`` (same for x) reads the zero-padded image
+    bilinearly, as torchvision's kernel does: corners outside the image weigh 0, so points at
+    or beyond one pixel outside read 0. The weights are differentiable in ``offset`` and
+    ``mask`` (the corner indices are not), which gives the offset and mask gradients.
+    Shape (T, K, D, 4), corners in the order (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+    """
+    first_row, y0, x0 = geom.kernel_coordinates(positions)
+    # (T, K, D): the sampling point of every kernel point in every deformable group
+    y = y0.unsqueeze(-1).to(offset.dtype) + offset[..., 0].transpose(1, 2)
+    x = x0.unsqueeze(-1).to(offset.dtype) + offset[..., 1].transpose(1, 2)
+    y_low = torch.floor(y.detach())
+    x_low = torch.floor(x.detach())
+    ys = _axis_taps(y_low.long(), y - y_low, geom.in_h)
+    xs = _axis_taps(x_low.long(), x - x_low, geom.in_w)
+    if mask is not None:  # modulate one axis' weights: 2 products per point instead of 4
+        ys = ys[0], ys[1] * mask.transpose(1, 2).unsqueeze(-1)
+    return _combine(first_row, geom, ys, xs)
+
+
+def gather_columns(table: Tensor, taps: Taps, groups: int) -> Tensor:
+    """Columns (T, K * C) of the taps over ``table`` (rows, C channels-last, contiguous).
+
+    Column order is (conv group, kernel point, channel within the group), so conv group g's
+    block of ``K * C / groups`` columns is contiguous and one grouped GEMM follows. One
+    ``embedding_bag`` (sum of the weighted rows of each tap list) computes all of it; the
+    indices and weights are shared by all channels of a row (or of a slice of the row when
+    there are several conv / deformable groups).
+    """
+    t, k, d, n = taps.index.shape
+    channels = table.shape[1]
+    slices = math.lcm(groups, d)  # channel slices with one conv group and one deform group
+    index, weight = taps.index, taps.weight.to(table.dtype)
+    if slices > 1:
+        # row q, slice s of the table is row q * slices + s of the sliced view
+        repeat = slices // d
+        shape = (t, k, d, repeat, n)
+        index = index.unsqueeze(3).expand(shape).reshape(t, k, slices, n) * slices
+        index = index + torch.arange(slices, device=index.device).view(1, 1, slices, 1)
+        weight = weight.unsqueeze(3).expand(shape).reshape(t, k, slices, n)
+        if groups > 1:  # (t, k, g, s) -> (t, g, k, s): each group's columns contiguous
+            index = index.view(t, k, groups, slices // groups, n).transpose(1, 2)
+            weight = weight.view(t, k, groups, slices // groups, n).transpose(1, 2)
+        table = table.view(-1, channels // slices)
+    columns = F.embedding_bag(
+        index.reshape(-1, n), table, per_sample_weights=weight.reshape(-1, n), mode="sum"
+    )
+    return columns.view(t, k * channels)
