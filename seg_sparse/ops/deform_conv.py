@@ -88,7 +88,10 @@ class _TapConv(torch.autograd.Function):
             tile_mask = None if mask is None else mask[start:stop]
             taps = plan.taps(positions, tile_offset, tile_mask, table.dtype)
             outs.append(_gemm(gather_columns(table, taps, plan.groups), weight_1x1, plan.groups))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if not outs:
+            out = table.new_zeros(0, weight.shape[0])
+        else:
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if bias is not None:
             out += bias
         ctx.plan = plan
@@ -293,10 +296,10 @@ def deform_conv2d_at(
     geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
     _check_positions(positions, b * geom.out_h * geom.out_w)
     n = positions.shape[0]
-    offset_groups = _offset_groups(offset.shape[-1], geom.kernel_points, table.shape[1])
-    if offset.shape != (n, offset.shape[1]):
-        raise ValueError(f"offset must be ({n}, {offset.shape[-1]}) rows, one per position, got "
-                         f"{tuple(offset.shape)}")
+    if offset.dim() != 2 or offset.shape[0] != n:
+        raise ValueError(f"offset must be rows (N, 2 * offset_groups * kh * kw), one per "
+                         f"position (N = {n}), got {tuple(offset.shape)}")
+    offset_groups = _offset_groups(offset.shape[1], geom.kernel_points, table.shape[1])
     if mask is not None and tuple(mask.shape) != (n, offset_groups * geom.kernel_points):
         raise ValueError(f"mask must be ({n}, {offset_groups * geom.kernel_points}) rows, got "
                          f"{tuple(mask.shape)}")
