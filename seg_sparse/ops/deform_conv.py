@@ -43,33 +43,31 @@ def _gemm(columns: Tensor, weight_1x1: Tensor, groups: int) -> Tensor:
 class _Plan:
     """Everything about one call except the tensors: geometry, groups, tiles."""
 
-    def __init__(self, geom: ConvGeometry, groups: int, deformable: bool, positions: Tensor | None,
-                 count: int, channels: int, element_size: int) -> None:
+    def __init__(self, geom: ConvGeometry, groups: int, positions: Tensor | None, count: int,
+                 channels: int, element_size: int) -> None:
         self.geom = geom
         self.groups = groups
-        self.deformable = deformable
         self.positions = positions
         self.count = count
         per_position = geom.kernel_points * channels * element_size
         self.tile = max(1, TILE_BYTES // per_position)
 
-    def tiles(self) -> range:
-        return range(0, self.count, self.tile)
+    def tiles(self) -> list[slice]:
+        return [slice(start, start + self.tile) for start in range(0, self.count, self.tile)]
 
-    def tile_positions(self, start: int, device: torch.device) -> Tensor:
-        stop = min(start + self.tile, self.count)
-        if self.positions is None:
-            return torch.arange(start, stop, device=device)
-        return self.positions[start:stop]
-
-    def taps(self, positions: Tensor, offset: Tensor | None, mask: Tensor | None,
-             dtype: torch.dtype) -> Taps:
-        if not self.deformable:
+    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
+             device: torch.device) -> Taps:
+        """Taps of all positions at once: few large elementwise ops rather than many small
+        ones per tile (each op is a thread-pool round trip; on a loaded machine they cost)."""
+        positions = self.positions
+        if positions is None:
+            positions = torch.arange(self.count, device=device)
+        if offset is None:
             return integer_taps(self.geom, positions, dtype)
         k = self.geom.kernel_points
-        offset = offset.view(offset.shape[0], -1, k, 2)
+        offset = offset.view(offset.shape[0], offset.shape[1] // (2 * k), k, 2)
         if mask is not None:
-            mask = mask.view(mask.shape[0], -1, k)
+            mask = mask.view(mask.shape[0], mask.shape[1] // k, k)
         return bilinear_taps(self.geom, positions, offset, mask)
 
 
@@ -80,14 +78,9 @@ class _TapConv(torch.autograd.Function):
     def forward(ctx, table: Tensor, offset: Tensor | None, mask: Tensor | None, weight: Tensor,
                 bias: Tensor | None, plan: _Plan) -> Tensor:
         weight_1x1 = _weight_as_1x1(weight)
-        outs = []
-        for start in plan.tiles():
-            stop = start + plan.tile
-            positions = plan.tile_positions(start, table.device)
-            tile_offset = None if offset is None else offset[start:stop]
-            tile_mask = None if mask is None else mask[start:stop]
-            taps = plan.taps(positions, tile_offset, tile_mask, table.dtype)
-            outs.append(_gemm(gather_columns(table, taps, plan.groups), weight_1x1, plan.groups))
+        taps = plan.taps(offset, mask, table.dtype, table.device)
+        outs = [_gemm(gather_columns(table, taps[tile], plan.groups), weight_1x1, plan.groups)
+                for tile in plan.tiles()]
         if not outs:
             out = table.new_zeros(0, weight.shape[0])
         else:
@@ -104,40 +97,48 @@ class _TapConv(torch.autograd.Function):
         table, offset, mask, weight, bias = ctx.saved_tensors
         plan: _Plan = ctx.plan
         need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
+        need_taps = need_offset or need_mask
         grad_out = grad_out.contiguous()
         grad_table = torch.zeros_like(table) if need_table else None
-        grad_offset = torch.empty_like(offset) if need_offset else None
-        grad_mask = torch.empty_like(mask) if need_mask else None
-        weight_1x1 = _weight_as_1x1(weight.detach()).requires_grad_(need_weight)
+        weight_1x1 = _weight_as_1x1(weight)
         grad_weight_1x1 = torch.zeros_like(weight_1x1) if need_weight else None
-        tiles = plan.tiles() if need_table or need_offset or need_mask or need_weight else ()
-        for start in tiles:
-            stop = start + plan.tile
-            positions = plan.tile_positions(start, table.device)
-            with torch.enable_grad():
-                tile_offset = tile_mask = None
-                if offset is not None:
-                    tile_offset = offset[start:stop].detach().requires_grad_(need_offset)
-                if mask is not None:
-                    tile_mask = mask[start:stop].detach().requires_grad_(need_mask)
-                taps = plan.taps(positions, tile_offset, tile_mask, table.dtype)
-                # only the rows these taps read: the table gradient of a slice, not of it all
-                first, last = taps.row_range()
+        with torch.set_grad_enabled(need_taps):
+            if offset is not None:
+                offset = offset.detach().requires_grad_(need_offset)
+            if mask is not None:
+                mask = mask.detach().requires_grad_(need_mask)
+            taps = plan.taps(offset, mask, table.dtype, table.device)
+        grad_tap_weight = torch.empty_like(taps.weight) if need_taps else None
+        for tile in plan.tiles() if need_table or need_taps or need_weight else ():
+            tile_taps = taps[tile].detached(need_taps)
+            # the table gradient of the rows these taps read, not of the whole table
+            first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
+            with torch.set_grad_enabled(need_table or need_taps):
                 rows = table[first:last].detach().requires_grad_(need_table)
-                out = _gemm(gather_columns(rows, taps.shifted(first), plan.groups), weight_1x1,
-                            plan.groups)
-                inputs = [(rows, need_table), (tile_offset, need_offset),
-                          (tile_mask, need_mask), (weight_1x1, need_weight)]
-                wanted = [t for t, need in inputs if need]
-                grads = iter(torch.autograd.grad(out, wanted, grad_out[start:stop]))
-            if need_table:
-                grad_table[first:last] += next(grads)
-            if need_offset:
-                grad_offset[start:stop] = next(grads)
-            if need_mask:
-                grad_mask[start:stop] = next(grads)
+                columns = gather_columns(rows, tile_taps.shifted(first), plan.groups)
+            grad_columns, grad_w = torch.ops.aten.convolution_backward(
+                _as_image(grad_out[tile]), _as_image(columns.detach()), weight_1x1,
+                None, [1, 1], [0, 0], [1, 1], False, [0, 0], plan.groups,
+                [need_table or need_taps, need_weight, False],
+            )[:2]
             if need_weight:
-                grad_weight_1x1 += next(grads)
+                grad_weight_1x1 += grad_w
+            if not (need_table or need_taps):
+                continue
+            inputs = [t for t, need in ((rows, need_table), (tile_taps.weight, need_taps)) if need]
+            grads = torch.autograd.grad(
+                columns, inputs, grad_columns.permute(0, 2, 3, 1).reshape(columns.shape)
+            )
+            if need_table:
+                grad_table[first:last] += grads[0]
+            if need_taps:
+                grad_tap_weight[tile] = grads[-1]
+        grad_offset = grad_mask = None
+        if need_taps:
+            inputs = [t for t, need in ((offset, need_offset), (mask, need_mask)) if need]
+            grads = list(torch.autograd.grad(taps.weight, inputs, grad_tap_weight))
+            grad_offset = grads.pop(0) if need_offset else None
+            grad_mask = grads.pop(0) if need_mask else None
         grad_weight = None
         if need_weight:
             c_out, c_in = weight.shape[:2]
@@ -154,7 +155,7 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
     c_in = table.shape[1]
     groups = c_in // weight.shape[1]
-    plan = _Plan(geom, groups, offset is not None, positions, count, c_in, table.element_size())
+    plan = _Plan(geom, groups, positions, count, c_in, table.element_size())
     device = table.device.type
     if not torch.is_autocast_enabled(device):
         return _TapConv.apply(table, offset, mask, weight, bias, plan)
@@ -164,7 +165,7 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = _Plan(geom, groups, offset is not None, positions, count, c_in, 4)
+        plan = _Plan(geom, groups, positions, count, c_in, 4)
         out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
     return out.to(dtype)
 

@@ -99,6 +99,13 @@ class Taps:
     index: Tensor
     weight: Tensor
 
+    def __getitem__(self, positions: slice) -> Taps:
+        return Taps(self.index[positions], self.weight[positions])
+
+    def detached(self, requires_grad: bool) -> Taps:
+        """The same taps with a weight that is a new autograd leaf."""
+        return Taps(self.index, self.weight.detach().requires_grad_(requires_grad))
+
     def shifted(self, rows: int) -> Taps:
         """The same taps into a table that starts ``rows`` rows later (a slice of the table)."""
         return Taps(self.index - rows, self.weight) if rows else self
@@ -108,37 +115,44 @@ class Taps:
         return int(self.index.min()), int(self.index.max()) + 1
 
 
-def _axis_taps(low: Tensor, frac: Tensor | None, size: int) -> tuple[Tensor, Tensor]:
-    """The two neighbours ``low`` and ``low + 1`` along one axis: their coordinates clamped into
-    [0, size) (so that taps in the zero padding still read a row near the image, inside the
-    part of the table the other taps touch) and their weights, 0 outside [0, size).
-    Shapes (..., 2). ``frac`` None: integer coordinates, a single neighbour of weight 1."""
+def _neighbour_taps(
+    first_row: Tensor, geom: ConvGeometry, low: Tensor, frac: Tensor | None,
+    mask: Tensor | None = None,
+) -> Taps:
+    """Taps from per-axis neighbours, both axes packed in one tensor (fewer, larger ops).
+
+    ``low`` (T, K, D, 2) holds the integer (y, x) at or below each sampling point and ``frac``
+    its fractional part (None: integer points, one tap of weight 1). Neighbours outside the
+    image weigh 0; their coordinates are clamped into it, so their rows stay near the rows the
+    other taps read (a tile's table slice stays small). Taps are the outer products of the y
+    and x neighbours: (T, K, D, 4) corners (y0, x0), (y0, x1), (y1, x0), (y1, x1), or
+    (T, K, D, 1).
+    """
+    size = torch.tensor([geom.in_h, geom.in_w], device=low.device).view(2, 1)
     if frac is None:
-        inside = (low >= 0) & (low < size)
-        return low.clamp(0, size - 1).unsqueeze(-1), inside.unsqueeze(-1)
-    coords = torch.stack((low, low + 1), dim=-1)
-    inside = (coords >= 0) & (coords < size)
-    weights = torch.stack((1 - frac, frac), dim=-1) * inside
-    return coords.clamp_(0, size - 1), weights
-
-
-def _combine(first_row: Tensor, geom: ConvGeometry, ys: tuple[Tensor, Tensor],
-             xs: tuple[Tensor, Tensor]) -> Taps:
-    """Taps (..., ny * nx) from per-axis neighbours (..., ny) and (..., nx): outer products."""
-    (y, wy), (x, wx) = ys, xs
-    first_row = first_row.view(first_row.shape + (1,) * (y.dim() - first_row.dim() + 1))
-    index = (first_row + (y * geom.in_w).unsqueeze(-1)) + x.unsqueeze(-2)
-    weight = wy.unsqueeze(-1) * wx.unsqueeze(-2)
-    return Taps(index.flatten(-2), weight.flatten(-2))
+        neighbours = low.unsqueeze(-1)  # (T, K, D, 2, 1)
+    else:
+        neighbours = low.unsqueeze(-1) + torch.arange(2, device=low.device)  # (T, K, D, 2, 2)
+    inside = (neighbours >= 0) & (neighbours < size)
+    neighbours = torch.clamp(neighbours, min=torch.zeros_like(size), max=size - 1)
+    if frac is None:
+        weights = inside
+    else:
+        weights = torch.stack((1 - frac, frac), dim=-1) * inside
+    wy, wx = weights.unbind(-2)
+    if mask is not None:  # modulate the y factor: 2 products per point instead of 4
+        wy = wy * mask.unsqueeze(-1)
+    ny, nx = neighbours.unbind(-2)
+    first_row = first_row.view(first_row.shape[0], *(1,) * (ny.dim() - 1))
+    index = (first_row + ny * geom.in_w).unsqueeze(-1) + nx.unsqueeze(-2)
+    return Taps(index.flatten(-2), (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2))
 
 
 def integer_taps(geom: ConvGeometry, positions: Tensor, dtype: torch.dtype) -> Taps:
     """Taps of a plain convolution: one per kernel point, weight 1 inside the image, 0 in the
     zero padding; shape (T, K, 1, 1)."""
     first_row, y, x = geom.kernel_coordinates(positions)
-    ys = _axis_taps(y.unsqueeze(-1), None, geom.in_h)
-    xs = _axis_taps(x.unsqueeze(-1), None, geom.in_w)
-    taps = _combine(first_row, geom, ys, xs)
+    taps = _neighbour_taps(first_row, geom, torch.stack((y, x), dim=-1).unsqueeze(2), None)
     return Taps(taps.index, taps.weight.to(dtype))
 
 
@@ -153,19 +167,15 @@ def bilinear_taps(
     bilinearly, as torchvision's kernel does: corners outside the image weigh 0, so points at
     or beyond one pixel outside read 0. The weights are differentiable in ``offset`` and
     ``mask`` (the corner indices are not), which gives the offset and mask gradients.
-    Shape (T, K, D, 4), corners in the order (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+    Shape (T, K, D, 4).
     """
-    first_row, y0, x0 = geom.kernel_coordinates(positions)
-    # (T, K, D): the sampling point of every kernel point in every deformable group
-    y = y0.unsqueeze(-1).to(offset.dtype) + offset[..., 0].transpose(1, 2)
-    x = x0.unsqueeze(-1).to(offset.dtype) + offset[..., 1].transpose(1, 2)
-    y_low = torch.floor(y.detach())
-    x_low = torch.floor(x.detach())
-    ys = _axis_taps(y_low.long(), y - y_low, geom.in_h)
-    xs = _axis_taps(x_low.long(), x - x_low, geom.in_w)
-    if mask is not None:  # modulate one axis' weights: 2 products per point instead of 4
-        ys = ys[0], ys[1] * mask.transpose(1, 2).unsqueeze(-1)
-    return _combine(first_row, geom, ys, xs)
+    first_row, y, x = geom.kernel_coordinates(positions)
+    base = torch.stack((y, x), dim=-1).unsqueeze(2).to(offset.dtype)  # (T, K, 1, 2)
+    point = base + offset.transpose(1, 2)  # (T, K, D, 2): every deformable group's point
+    low = torch.floor(point.detach())
+    frac = point - low
+    return _neighbour_taps(first_row, geom, low.long(), frac,
+                           None if mask is None else mask.transpose(1, 2))
 
 
 def gather_columns(table: Tensor, taps: Taps, groups: int) -> Tensor:
