@@ -102,8 +102,8 @@ def test_gradcheck_on_a_tiny_case():
 
 
 def test_tiles_give_the_same_values_and_gradients(monkeypatch):
-    """Tiny tiles (a few positions each): the tiled forward, and the backward that accumulates
-    the input gradient of overlapping table slices, equal one big tile."""
+    """Tiny tiles and tap chunks (a few positions each): the tiled forward, and the backward
+    that accumulates the input gradient of overlapping table slices, equal one big tile."""
     case = make_case(batch=2, hw=(9, 10), stride=2, groups=2, c_out=4)
     grad = torch.randn(2, 4, 5, 5)
     names = ("input", "offset", "weight", "bias")
@@ -111,6 +111,7 @@ def test_tiles_give_the_same_values_and_gradients(monkeypatch):
     whole_grads = torch.autograd.grad(whole, [case[n] for n in names], grad)
     # 7 positions per tile (8 input channels x 9 taps x 4 bytes per position)
     monkeypatch.setattr(deform_conv, "TILE_BYTES", 7 * 8 * 9 * 4)
+    monkeypatch.setattr(deform_conv, "CHUNK_ELEMENTS", 5 * 9 * 4)  # taps of 5 positions a chunk
     tiled = deform_conv2d(**case)
     tiled_grads = torch.autograd.grad(tiled, [case[n] for n in names], grad)
     torch.testing.assert_close(tiled, whole)

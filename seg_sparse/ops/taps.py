@@ -172,7 +172,9 @@ def bilinear_taps(
     first_row, y, x = geom.kernel_coordinates(positions)
     base = torch.stack((y, x), dim=-1).unsqueeze(2).to(offset.dtype)  # (T, K, 1, 2)
     point = base + offset.transpose(1, 2)  # (T, K, D, 2): every deformable group's point
-    low = torch.floor(point.detach())
+    # floor as a division: torch.floor's CPU kernel goes multi-threaded from 2048 elements on,
+    # which costs a thread-pool round trip per call (milliseconds on a loaded machine)
+    low = torch.div(point.detach(), 1, rounding_mode="floor")
     frac = point - low
     return _neighbour_taps(first_row, geom, low.long(), frac,
                            None if mask is None else mask.transpose(1, 2))
