@@ -11,7 +11,6 @@ deformable conv has four, the bilinear corners of its sampling point, so the sam
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -180,31 +179,27 @@ def bilinear_taps(
                            None if mask is None else mask.transpose(1, 2))
 
 
-def gather_columns(table: Tensor, taps: Taps, groups: int) -> Tensor:
-    """Columns (T, K * C) of the taps over ``table`` (rows, C channels-last, contiguous).
+def gather_tap_image(table: Tensor, taps: Taps, kernel: tuple[int, int]) -> Tensor:
+    """The taps of T positions as a channels-last *tap image* (1, C, kh, kw * T).
 
-    Column order is (conv group, kernel point, channel within the group), so conv group g's
-    block of ``K * C / groups`` columns is contiguous and one grouped GEMM follows. One
-    ``embedding_bag`` (sum of the weighted rows of each tap list) computes all of it; the
-    indices and weights are shared by all channels of a row (or of a slice of the row when
-    there are several conv / deformable groups).
+    Pixel (i, t * kw + j) holds the value that kernel point (i, j) of position t reads, so a
+    kh x kw convolution with stride (kh, kw) over the image is the convolution at the T
+    positions: one GEMM, run by the direct-convolution kernels (on CPU, oneDNN's run at about
+    twice the speed of its or MKL's GEMM on the AMD machine of docs/benchmarks.md). Conv groups
+    need nothing special. One ``embedding_bag`` (the weighted sum of each tap list's rows)
+    fills the image; with several deformable groups the table is viewed as D rows of C / D
+    channels per input position, one list per group.
     """
     t, k, d, n = taps.index.shape
+    kh, kw = kernel
     channels = table.shape[1]
-    slices = math.lcm(groups, d)  # channel slices with one conv group and one deform group
-    index, weight = taps.index, taps.weight.to(table.dtype)
-    if slices > 1:
-        # row q, slice s of the table is row q * slices + s of the sliced view
-        repeat = slices // d
-        shape = (t, k, d, repeat, n)
-        index = index.unsqueeze(3).expand(shape).reshape(t, k, slices, n) * slices
-        index = index + torch.arange(slices, device=index.device).view(1, 1, slices, 1)
-        weight = weight.unsqueeze(3).expand(shape).reshape(t, k, slices, n)
-        if groups > 1:  # (t, k, g, s) -> (t, g, k, s): each group's columns contiguous
-            index = index.view(t, k, groups, slices // groups, n).transpose(1, 2)
-            weight = weight.view(t, k, groups, slices // groups, n).transpose(1, 2)
-        table = table.view(-1, channels // slices)
-    columns = F.embedding_bag(
+    # tap lists in the image's memory order (i, t, j, d)
+    index = taps.index.view(t, kh, kw, d, n).transpose(0, 1)
+    weight = taps.weight.to(table.dtype).view(t, kh, kw, d, n).transpose(0, 1)
+    if d > 1:  # row q, group g of the table is row q * d + g of the sliced view
+        index = index * d + torch.arange(d, device=index.device).view(d, 1)
+        table = table.view(-1, channels // d)
+    rows = F.embedding_bag(
         index.reshape(-1, n), table, per_sample_weights=weight.reshape(-1, n), mode="sum"
     )
-    return columns.view(t, k * channels)
+    return rows.view(1, kh, kw * t, channels).permute(0, 3, 1, 2)
