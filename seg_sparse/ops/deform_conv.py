@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .taps import ConvGeometry, IntPair, Taps, bilinear_taps, gather_tap_image, integer_taps
+from .taps import (
+    ConvGeometry,
+    IntPair,
+    Taps,
+    bilinear_taps,
+    bilinear_taps_backward,
+    gather_tap_image,
+    integer_taps,
+)
 
 #: Upper bound of one tile's gathered columns in bytes (tile = positions x K x C_in values).
 TILE_BYTES = 64 << 20
@@ -68,38 +76,64 @@ class _Plan:
     def tiles(self) -> list[slice]:
         return [slice(start, start + self.tile) for start in range(0, self.count, self.tile)]
 
-    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
-             device: torch.device) -> Taps:
-        """Taps of all positions, computed in chunks of at most ``CHUNK_ELEMENTS`` taps.
+    def _chunks(self, offset: Tensor | None, device: torch.device):
+        """(slice, positions) chunks of at most ``CHUNK_ELEMENTS`` taps (one empty chunk if
+        there are no positions).
 
-        Chunks keep every elementwise op below torch's parallelisation grain (32768 elements),
-        so each runs on the calling thread. Multi-threaded, each of the ~20 small ops would be
-        a thread-pool round trip; on a machine whose cores are shared with other processes one
-        such round trip costs milliseconds (measured: the taps of a 64x128 layer took 364 ms on
-        2 threads of the loaded 2-core machine, 15 ms on the calling thread alone).
+        Chunks keep every elementwise op of the tap computation below torch's parallelisation
+        grain (32768 elements), so each runs on the calling thread. Multi-threaded, each of the
+        ~20 small ops would be a thread-pool round trip; on a machine whose cores are shared
+        with other processes one round trip costs milliseconds (measured: the taps of a 64x128
+        layer took 364 ms on 2 threads of the loaded 2-core machine, 15 ms on one).
         """
+        corners = 1 if offset is None else 4 * offset.shape[1] // (2 * self.geom.kernel_points)
+        step = max(1, CHUNK_ELEMENTS // (self.geom.kernel_points * corners))
+        for start in range(0, max(self.count, 1), step):
+            chunk = slice(start, min(start + step, self.count))
+            if self.positions is None:
+                yield chunk, torch.arange(chunk.start, chunk.stop, device=device)
+            else:
+                yield chunk, self.positions[chunk]
+
+    def _offset_mask(self, offset: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Rows (N, 2 * D * K) / (N, D * K) as (N, D, K, 2) / (N, D, K)."""
         k = self.geom.kernel_points
-        if offset is not None:
-            offset = offset.view(offset.shape[0], offset.shape[1] // (2 * k), k, 2)
+        offset = offset.view(offset.shape[0], offset.shape[1] // (2 * k), k, 2)
         if mask is not None:
             mask = mask.view(mask.shape[0], mask.shape[1] // k, k)
-        corners = 1 if offset is None else 4 * offset.shape[1]
-        step = max(1, CHUNK_ELEMENTS // (k * corners))
+        return offset, mask
+
+    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
+             device: torch.device) -> Taps:
+        """Taps of all positions: integer taps without ``offset``, else bilinear ones."""
         chunks = []
-        for start in range(0, max(self.count, 1), step):  # one empty chunk if no positions
-            stop = min(start + step, self.count)
-            if self.positions is None:
-                positions = torch.arange(start, stop, device=device)
-            else:
-                positions = self.positions[start:stop]
-            if offset is None:
+        if offset is None:
+            for _, positions in self._chunks(None, device):
                 chunks.append(integer_taps(self.geom, positions, dtype))
-            else:
-                chunks.append(bilinear_taps(self.geom, positions, offset[start:stop],
-                                            None if mask is None else mask[start:stop]))
+        else:
+            offset, mask = self._offset_mask(offset, mask)
+            for chunk, positions in self._chunks(offset.flatten(1), device):
+                chunk_mask = None if mask is None else mask[chunk]
+                chunks.append(bilinear_taps(self.geom, positions, offset[chunk], chunk_mask))
         if len(chunks) == 1:
             return chunks[0]
         return Taps(torch.cat([c.index for c in chunks]), torch.cat([c.weight for c in chunks]))
+
+    def taps_backward(self, offset: Tensor, mask: Tensor | None,
+                      grad_weight: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Offset and mask gradients (rows, as given) from the gradient of the tap weights."""
+        grad_offset = torch.empty_like(offset)
+        grad_mask = None if mask is None else torch.empty_like(mask)
+        offset, mask = self._offset_mask(offset, mask)
+        for chunk, positions in self._chunks(offset.flatten(1), offset.device):
+            g_offset, g_mask = bilinear_taps_backward(
+                self.geom, positions, offset[chunk], None if mask is None else mask[chunk],
+                grad_weight[chunk],
+            )
+            grad_offset[chunk] = g_offset.reshape(g_offset.shape[0], -1)
+            if grad_mask is not None:
+                grad_mask[chunk] = g_mask.reshape(g_mask.shape[0], -1)
+        return grad_offset, grad_mask
 
 
 class _TapConv(torch.autograd.Function):
@@ -132,16 +166,13 @@ class _TapConv(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_table = torch.zeros_like(table) if need_table else None
         grad_weight = torch.zeros_like(weight) if need_weight else None
-        with torch.set_grad_enabled(need_taps):
-            if offset is not None:
-                offset = offset.detach().requires_grad_(need_offset)
-            if mask is not None:
-                mask = mask.detach().requires_grad_(need_mask)
-            taps = plan.taps(offset, mask, table.dtype, table.device)
+        taps = plan.taps(offset, mask, table.dtype, table.device)
         grad_tap_weight = torch.empty_like(taps.weight) if need_taps else None
         need_image = need_table or need_taps
         for tile in plan.tiles() if need_image or need_weight else ():
-            tile_taps = taps[tile].detached(need_taps)
+            tile_taps = taps[tile]
+            if need_taps:
+                tile_taps = Taps(tile_taps.index, tile_taps.weight.detach().requires_grad_())
             # the table gradient of the rows these taps read, not of the whole table
             first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
             with torch.set_grad_enabled(need_image):
@@ -162,10 +193,9 @@ class _TapConv(torch.autograd.Function):
                 grad_tap_weight[tile] = grads[-1]
         grad_offset = grad_mask = None
         if need_taps:
-            inputs = [t for t, need in ((offset, need_offset), (mask, need_mask)) if need]
-            grads = list(torch.autograd.grad(taps.weight, inputs, grad_tap_weight))
-            grad_offset = grads.pop(0) if need_offset else None
-            grad_mask = grads.pop(0) if need_mask else None
+            grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weight)
+            grad_offset = grad_offset if need_offset else None
+            grad_mask = grad_mask if need_mask else None
         grad_bias = grad_out.sum(0) if need_bias else None
         return grad_table, grad_offset, grad_mask, grad_weight, grad_bias, None
 

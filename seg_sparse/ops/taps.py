@@ -101,10 +101,6 @@ class Taps:
     def __getitem__(self, positions: slice) -> Taps:
         return Taps(self.index[positions], self.weight[positions])
 
-    def detached(self, requires_grad: bool) -> Taps:
-        """The same taps with a weight that is a new autograd leaf."""
-        return Taps(self.index, self.weight.detach().requires_grad_(requires_grad))
-
     def shifted(self, rows: int) -> Taps:
         """The same taps into a table that starts ``rows`` rows later (a slice of the table)."""
         return Taps(self.index - rows, self.weight) if rows else self
@@ -114,34 +110,25 @@ class Taps:
         return int(self.index.min()), int(self.index.max()) + 1
 
 
-def _neighbour_taps(
-    first_row: Tensor, geom: ConvGeometry, low: Tensor, frac: Tensor | None,
-    mask: Tensor | None = None,
-) -> Taps:
-    """Taps from per-axis neighbours, both axes packed in one tensor (fewer, larger ops).
-
-    ``low`` (T, K, D, 2) holds the integer (y, x) at or below each sampling point and ``frac``
-    its fractional part (None: integer points, one tap of weight 1). Neighbours outside the
-    image weigh 0; their coordinates are clamped into it, so their rows stay near the rows the
-    other taps read (a tile's table slice stays small). Taps are the outer products of the y
-    and x neighbours: (T, K, D, 4) corners (y0, x0), (y0, x1), (y1, x0), (y1, x1), or
-    (T, K, D, 1).
-    """
+def _neighbours(geom: ConvGeometry, low: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """The ``count`` (1 or 2) integer neighbours ``low``, ``low + 1`` of sampling points along
+    both axes: (..., 2 axes, count) coordinates clamped into the image, and whether each lies
+    inside it. Clamping keeps the rows of taps in the zero padding near the rows the other
+    taps read (a tile's table slice stays small); their weight is 0."""
     size = torch.tensor([geom.in_h, geom.in_w], device=low.device).view(2, 1)
-    if frac is None:
-        neighbours = low.unsqueeze(-1)  # (T, K, D, 2, 1)
-    else:
-        neighbours = low.unsqueeze(-1) + torch.arange(2, device=low.device)  # (T, K, D, 2, 2)
+    neighbours = low.unsqueeze(-1)
+    if count == 2:
+        neighbours = neighbours + torch.arange(2, device=low.device)
     inside = (neighbours >= 0) & (neighbours < size)
-    neighbours = torch.clamp(neighbours, min=torch.zeros_like(size), max=size - 1)
-    if frac is None:
-        weights = inside
-    else:
-        weights = torch.stack((1 - frac, frac), dim=-1) * inside
-    wy, wx = weights.unbind(-2)
-    if mask is not None:  # modulate the y factor: 2 products per point instead of 4
-        wy = wy * mask.unsqueeze(-1)
+    return torch.clamp(neighbours, min=torch.zeros_like(size), max=size - 1), inside
+
+
+def _outer_taps(first_row: Tensor, geom: ConvGeometry, neighbours: Tensor,
+                axis_weights: Tensor) -> Taps:
+    """Taps as outer products of the y and x neighbours (..., 2 axes, n): (..., n * n) rows
+    and weights, corners (y0, x0), (y0, x1), (y1, x0), (y1, x1) for n = 2."""
     ny, nx = neighbours.unbind(-2)
+    wy, wx = axis_weights.unbind(-2)
     first_row = first_row.view(first_row.shape[0], *(1,) * (ny.dim() - 1))
     index = (first_row + ny * geom.in_w).unsqueeze(-1) + nx.unsqueeze(-2)
     return Taps(index.flatten(-2), (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2))
@@ -151,32 +138,75 @@ def integer_taps(geom: ConvGeometry, positions: Tensor, dtype: torch.dtype) -> T
     """Taps of a plain convolution: one per kernel point, weight 1 inside the image, 0 in the
     zero padding; shape (T, K, 1, 1)."""
     first_row, y, x = geom.kernel_coordinates(positions)
-    taps = _neighbour_taps(first_row, geom, torch.stack((y, x), dim=-1).unsqueeze(2), None)
-    return Taps(taps.index, taps.weight.to(dtype))
+    neighbours, inside = _neighbours(geom, torch.stack((y, x), dim=-1).unsqueeze(2), 1)
+    return _outer_taps(first_row, geom, neighbours, inside.to(dtype))
+
+
+class _Bilinear:
+    """Sampling points of a deformable convolution and their bilinear axis weights.
+
+    ``offset`` (T, D, K, 2) holds (dy, dx) per deformable group and kernel point (torchvision's
+    channel order reshaped). Kernel point (i, j) of output (oy, ox) samples
+    ``y = oy * stride - pad + i * dilation + dy`` (same for x); the zero-padded image is read
+    bilinearly, as torchvision's kernel does: neighbours outside the image weigh 0, so points at
+    or beyond one pixel outside read 0. Everything is (T, K, D, ...): taps of one position and
+    kernel point are adjacent.
+    """
+
+    def __init__(self, geom: ConvGeometry, positions: Tensor, offset: Tensor) -> None:
+        self.first_row, y, x = geom.kernel_coordinates(positions)
+        base = torch.stack((y, x), dim=-1).unsqueeze(2).to(offset.dtype)  # (T, K, 1, 2)
+        point = base + offset.transpose(1, 2)  # (T, K, D, 2)
+        # floor as a division: torch.floor's CPU kernel goes multi-threaded from 2048 elements
+        # on, a thread-pool round trip per call (milliseconds on a loaded machine)
+        low = torch.div(point, 1, rounding_mode="floor")
+        frac = point - low
+        self.neighbours, self.inside = _neighbours(geom, low.long(), 2)  # (T, K, D, 2, 2)
+        # weight of neighbour (low, low + 1) along each axis: (1 - frac, frac), 0 outside
+        self.axis_weights = torch.stack((1 - frac, frac), dim=-1) * self.inside
 
 
 def bilinear_taps(
     geom: ConvGeometry, positions: Tensor, offset: Tensor, mask: Tensor | None = None
 ) -> Taps:
-    """Taps of a deformable convolution: the four bilinear corners of every sampling point.
+    """Taps of a deformable convolution: the four bilinear corners of every sampling point,
+    (T, K, D, 4); ``mask`` (T, D, K) is the DCNv2 modulation (see :class:`_Bilinear`)."""
+    points = _Bilinear(geom, positions, offset)
+    weights = points.axis_weights
+    if mask is not None:  # modulate the y factor: 2 products per point instead of 4
+        weights = weights.clone()
+        weights[..., 0, :] *= mask.transpose(1, 2).unsqueeze(-1)
+    return _outer_taps(points.first_row, geom, points.neighbours, weights)
 
-    ``offset`` (T, D, K, 2) holds (dy, dx) per deformable group and kernel point (torchvision's
-    channel order reshaped), ``mask`` (T, D, K) the DCNv2 modulation. A sampling point at
-    ``y = oy * stride - pad + i * dilation + dy`` (same for x) reads the zero-padded image
-    bilinearly, as torchvision's kernel does: corners outside the image weigh 0, so points at
-    or beyond one pixel outside read 0. The weights are differentiable in ``offset`` and
-    ``mask`` (the corner indices are not), which gives the offset and mask gradients.
-    Shape (T, K, D, 4).
-    """
-    first_row, y, x = geom.kernel_coordinates(positions)
-    base = torch.stack((y, x), dim=-1).unsqueeze(2).to(offset.dtype)  # (T, K, 1, 2)
-    point = base + offset.transpose(1, 2)  # (T, K, D, 2): every deformable group's point
-    # floor as a division: torch.floor's CPU kernel goes multi-threaded from 2048 elements on,
-    # which costs a thread-pool round trip per call (milliseconds on a loaded machine)
-    low = torch.div(point.detach(), 1, rounding_mode="floor")
-    frac = point - low
-    return _neighbour_taps(first_row, geom, low.long(), frac,
-                           None if mask is None else mask.transpose(1, 2))
+
+def bilinear_taps_backward(
+    geom: ConvGeometry, positions: Tensor, offset: Tensor, mask: Tensor | None,
+    grad_weight: Tensor,
+) -> tuple[Tensor, Tensor | None]:
+    """Gradients of :func:`bilinear_taps`' weights, (T, K, D, 4), for the offset (T, D, K, 2)
+    and the mask (T, D, K). The corner weight is m * wy_a * wx_b with wy = (1 - fy, fy) inside
+    the image; d/dfy gives m * sum_a s_a * in_a * sum_b g_ab wx_b with s = (-1, 1), likewise
+    for x, and d/dm = sum_ab g_ab wy_a wx_b. At integer points (fy = 0) this is the one-sided
+    derivative that torchvision's kernel computes."""
+    points = _Bilinear(geom, positions, offset)
+    t, k, d, _ = grad_weight.shape
+    grad = grad_weight.view(t, k, d, 2, 2)  # (y neighbour a, x neighbour b)
+    wy, wx = points.axis_weights.unbind(-2)  # (T, K, D, 2)
+    sign = torch.tensor([-1, 1], dtype=grad.dtype, device=grad.device)
+    sy, sx = (points.inside * sign).unbind(-2)
+    g_y = (grad * wx.unsqueeze(-2)).sum(-1)  # sum_b g_ab wx_b
+    g_x = (grad * wy.unsqueeze(-1)).sum(-2)  # sum_a g_ab wy_a
+    m = None if mask is None else mask.transpose(1, 2)  # (T, K, D)
+    grad_x = (g_x * sx).sum(-1)
+    if m is not None:  # the mask multiplies wy
+        grad_x = grad_x * m
+        g_y = g_y * m.unsqueeze(-1)
+    grad_y = (g_y * sy).sum(-1)
+    grad_offset = torch.stack((grad_y, grad_x), dim=-1).transpose(1, 2)
+    grad_mask = None
+    if mask is not None:
+        grad_mask = (g_x * wx).sum(-1).transpose(1, 2)
+    return grad_offset, grad_mask
 
 
 def gather_tap_image(table: Tensor, taps: Taps, kernel: tuple[int, int]) -> Tensor:
