@@ -65,16 +65,58 @@ class _Plan:
     """Everything about one call except the tensors: geometry, groups, tiles."""
 
     def __init__(self, geom: ConvGeometry, groups: int, positions: Tensor | None, count: int,
-                 channels: int, element_size: int) -> None:
+                 channels: int, element_size: int, nchw: bool = False) -> None:
         self.geom = geom
         self.groups = groups
         self.positions = positions
         self.count = count
+        self.nchw = nchw  # all positions, result as NCHW (B, C_out, H_out, W_out), not rows
         per_position = geom.kernel_points * channels * element_size
         self.tile = max(1, TILE_BYTES // per_position)
 
     def tiles(self) -> list[slice]:
-        return [slice(start, start + self.tile) for start in range(0, self.count, self.tile)]
+        return [slice(start, min(start + self.tile, self.count))
+                for start in range(0, self.count, self.tile)]
+
+    def _pieces(self, tile: slice) -> list[tuple[int, slice, slice]]:
+        """(image, positions in that image, rows of the tile) of a tile of all positions."""
+        per_image = self.geom.out_h * self.geom.out_w
+        pieces = []
+        start = tile.start
+        while start < tile.stop:
+            image = start // per_image
+            stop = min(tile.stop, (image + 1) * per_image)
+            first = image * per_image
+            pieces.append((image, slice(start - first, stop - first),
+                           slice(start - tile.start, stop - tile.start)))
+            start = stop
+        return pieces
+
+    def new_output(self, table: Tensor, c_out: int) -> Tensor:
+        if self.nchw:
+            per_image = self.geom.out_h * self.geom.out_w
+            return table.new_empty(self.count // per_image, c_out, per_image)
+        return table.new_empty(self.count, c_out)
+
+    def write(self, out: Tensor, tile: slice, rows: Tensor) -> None:
+        """Put a tile's (T, C_out) rows into the output (straight into NCHW: one pass)."""
+        if not self.nchw:
+            out[tile] = rows
+            return
+        for image, positions, part in self._pieces(tile):
+            out[image, :, positions] = rows[part].t()
+
+    def read(self, grad: Tensor, tile: slice) -> Tensor:
+        """A tile's (T, C_out) rows of an output-shaped gradient (see :meth:`flat_grad`)."""
+        if not self.nchw:
+            return grad[tile]
+        parts = [grad[image, :, positions].t() for image, positions, _ in self._pieces(tile)]
+        return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+
+    def flat_grad(self, grad: Tensor) -> Tensor:
+        if self.nchw:
+            return grad.reshape(grad.shape[0], grad.shape[1], -1)
+        return grad.contiguous()
 
     def _chunks(self, offset: Tensor | None, device: torch.device):
         """(slice, positions) chunks of at most ``CHUNK_ELEMENTS`` taps (one empty chunk if
@@ -144,14 +186,14 @@ class _TapConv(torch.autograd.Function):
                 bias: Tensor | None, plan: _Plan) -> Tensor:
         taps = plan.taps(offset, mask, table.dtype, table.device)
         kernel = plan.geom.kernel
-        outs = [_conv_taps(gather_tap_image(table, taps[tile], kernel), weight, plan.groups)
-                for tile in plan.tiles()]
-        if not outs:
-            out = table.new_zeros(0, weight.shape[0])
-        else:
-            out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        if bias is not None:
-            out += bias
+        out = plan.new_output(table, weight.shape[0])
+        for tile in plan.tiles():
+            rows = _conv_taps(gather_tap_image(table, taps[tile], kernel), weight, plan.groups)
+            if bias is not None:
+                rows += bias
+            plan.write(out, tile, rows)
+        if plan.nchw:
+            out = out.view(*out.shape[:2], plan.geom.out_h, plan.geom.out_w)
         ctx.plan = plan
         ctx.save_for_backward(table, offset, mask, weight, bias)
         return out
@@ -163,7 +205,7 @@ class _TapConv(torch.autograd.Function):
         plan: _Plan = ctx.plan
         need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
         need_taps = need_offset or need_mask
-        grad_out = grad_out.contiguous()
+        grad_out = plan.flat_grad(grad_out)
         grad_table = torch.zeros_like(table) if need_table else None
         grad_weight = torch.zeros_like(weight) if need_weight else None
         taps = plan.taps(offset, mask, table.dtype, table.device)
@@ -179,7 +221,8 @@ class _TapConv(torch.autograd.Function):
                 rows = table[first:last].detach().requires_grad_(need_table)
                 image = gather_tap_image(rows, tile_taps.shifted(first), plan.geom.kernel)
             grad_image, grad_w = _conv_taps_backward(
-                grad_out[tile], image.detach(), weight, plan.groups, need_image, need_weight
+                plan.read(grad_out, tile), image.detach(), weight, plan.groups, need_image,
+                need_weight,
             )
             if need_weight:
                 grad_weight += grad_w
@@ -196,18 +239,21 @@ class _TapConv(torch.autograd.Function):
             grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weight)
             grad_offset = grad_offset if need_offset else None
             grad_mask = grad_mask if need_mask else None
-        grad_bias = grad_out.sum(0) if need_bias else None
+        grad_bias = None
+        if need_bias:
+            grad_bias = grad_out.sum((0, 2)) if plan.nchw else grad_out.sum(0)
         return grad_table, grad_offset, grad_mask, grad_weight, grad_bias, None
 
 
 def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
          offset: Tensor | None, mask: Tensor | None, weight: Tensor,
-         bias: Tensor | None) -> Tensor:
-    """(count, C_out) rows; under autocast in float32 like torchvision, cast back after."""
+         bias: Tensor | None, nchw: bool = False) -> Tensor:
+    """(count, C_out) rows, or with ``nchw`` (all positions) the NCHW result; under autocast in
+    float32 like torchvision, cast back after."""
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
     c_in = table.shape[1]
     groups = c_in // weight.shape[1]
-    plan = _Plan(geom, groups, positions, count, c_in, table.element_size())
+    plan = _Plan(geom, groups, positions, count, c_in, table.element_size(), nchw)
     device = table.device.type
     if not torch.is_autocast_enabled(device):
         return _TapConv.apply(table, offset, mask, weight, bias, plan)
@@ -217,7 +263,7 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = _Plan(geom, groups, positions, count, c_in, 4)
+        plan = _Plan(geom, groups, positions, count, c_in, 4, nchw)
         out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
     return out.to(dtype)
 
@@ -282,10 +328,11 @@ def deform_conv2d(
     table = input.permute(0, 2, 3, 1).reshape(b * h * w, c_in)
     rows = offset.permute(0, 2, 3, 1).reshape(count, -1)
     mask_rows = None if mask is None else mask.permute(0, 2, 3, 1).reshape(count, -1)
-    out = _run(table, geom, None, count, rows, mask_rows, weight, bias)
-    out = out.view(*out_shape, -1).permute(0, 3, 1, 2)
     channels_last = input.is_contiguous(memory_format=torch.channels_last)
-    return out if channels_last and not input.is_contiguous() else out.contiguous()
+    if channels_last and not input.is_contiguous():  # rows are the channels-last result
+        out = _run(table, geom, None, count, rows, mask_rows, weight, bias)
+        return out.view(*out_shape, -1).permute(0, 3, 1, 2)
+    return _run(table, geom, None, count, rows, mask_rows, weight, bias, nchw=True)
 
 
 def _table(input: Tensor, in_hw: tuple[int, int] | None) -> tuple[Tensor, int, int, int]:
