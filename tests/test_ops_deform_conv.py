@@ -110,8 +110,8 @@ def test_tiles_give_the_same_values_and_gradients(monkeypatch):
     whole = deform_conv2d(**case)
     whole_grads = torch.autograd.grad(whole, [case[n] for n in names], grad)
     # 7 positions per tile (8 input channels x 9 taps x 4 bytes per position)
-    monkeypatch.setattr(deform_conv, "TILE_BYTES", 7 * 8 * 9 * 4)
-    monkeypatch.setattr(deform_conv, "CHUNK_ELEMENTS", 5 * 9 * 4)  # taps of 5 positions a chunk
+    monkeypatch.setitem(deform_conv.TILE_BYTES, "cpu", 7 * 8 * 9 * 4)
+    monkeypatch.setitem(deform_conv.CHUNK_ELEMENTS, "cpu", 5 * 9 * 4)  # 5 positions a chunk
     tiled = deform_conv2d(**case)
     tiled_grads = torch.autograd.grad(tiled, [case[n] for n in names], grad)
     torch.testing.assert_close(tiled, whole)

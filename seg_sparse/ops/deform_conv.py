@@ -1,13 +1,12 @@
 """Deformable and plain convolutions as gathered taps + one GEMM, dense or at given positions.
 
 ``deform_conv2d`` is a drop-in for ``torchvision.ops.deform_conv2d`` (same arguments, offset /
-mask layout and results). Both it and the position variants run the same autograd function:
-per tile of output positions, gather the taps of every kernel point from a channels-last table
-of input rows (:mod:`.taps`), then one (grouped) 1x1 convolution over the tile's columns. The
-1x1 convolution is the GEMM: on CPU it runs on oneDNN, about twice as fast as ``torch.mm`` on
-the AMD machine of docs/benchmarks.md, and on CUDA on cuDNN. Columns exist one tile at a time
-(``TILE_BYTES``); the backward recomputes them tile by tile instead of storing them, so a
-training step holds no more than a plain convolution does besides one tile.
+mask layout and results). It and the position variants run one autograd function: per tile of
+output positions, one ``embedding_bag`` gathers the taps of every kernel point (bilinear
+corners, or integer neighbours for a plain conv) from a channels-last table of input rows into
+a tap image (:mod:`.taps`), and one strided convolution over that image is the GEMM. Tap images
+exist one tile at a time (``TILE_BYTES``); the backward recomputes them tile by tile instead of
+storing them, so a training step holds no more than a plain convolution does besides one tile.
 """
 
 from __future__ import annotations
@@ -27,10 +26,13 @@ from .taps import (
     integer_taps,
 )
 
-#: Upper bound of one tile's gathered columns in bytes (tile = positions x K x C_in values).
-TILE_BYTES = 64 << 20
-#: Taps per chunk of the tap computation (see ``_Plan.taps``).
-CHUNK_ELEMENTS = 32768
+#: Upper bound of one tile's tap image in bytes (positions x K x C_in values), per device type.
+#: On CPU a tile that stays in the caches and below glibc's mmap threshold (no page faults on
+#: every allocation) beats fewer, larger ones; elsewhere fewer launches win.
+TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
+#: Taps per chunk of the tap computation, per device type (absent: one chunk; see
+#: ``_Plan._chunks``).
+CHUNK_ELEMENTS = {"cpu": 32768}
 
 
 def _conv_taps(image: Tensor, weight: Tensor, groups: int) -> Tensor:
@@ -65,14 +67,16 @@ class _Plan:
     """Everything about one call except the tensors: geometry, groups, tiles."""
 
     def __init__(self, geom: ConvGeometry, groups: int, positions: Tensor | None, count: int,
-                 channels: int, element_size: int, nchw: bool = False) -> None:
+                 table: Tensor, element_size: int, nchw: bool = False) -> None:
         self.geom = geom
         self.groups = groups
         self.positions = positions
         self.count = count
         self.nchw = nchw  # all positions, result as NCHW (B, C_out, H_out, W_out), not rows
-        per_position = geom.kernel_points * channels * element_size
-        self.tile = max(1, TILE_BYTES // per_position)
+        device = table.device.type
+        per_position = geom.kernel_points * table.shape[1] * element_size
+        self.tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
+        self.chunk_elements = CHUNK_ELEMENTS.get(device)
 
     def tiles(self) -> list[slice]:
         return [slice(start, min(start + self.tile, self.count))
@@ -120,7 +124,7 @@ class _Plan:
 
     def _chunks(self, offset: Tensor | None, device: torch.device):
         """(slice, positions) chunks of at most ``CHUNK_ELEMENTS`` taps (one empty chunk if
-        there are no positions).
+        there are no positions; one chunk on devices without a chunk size).
 
         Chunks keep every elementwise op of the tap computation below torch's parallelisation
         grain (32768 elements), so each runs on the calling thread. Multi-threaded, each of the
@@ -129,7 +133,9 @@ class _Plan:
         layer took 364 ms on 2 threads of the loaded 2-core machine, 15 ms on one).
         """
         corners = 1 if offset is None else 4 * offset.shape[1] // (2 * self.geom.kernel_points)
-        step = max(1, CHUNK_ELEMENTS // (self.geom.kernel_points * corners))
+        step = max(self.count, 1)
+        if self.chunk_elements is not None:
+            step = max(1, self.chunk_elements // (self.geom.kernel_points * corners))
         for start in range(0, max(self.count, 1), step):
             chunk = slice(start, min(start + step, self.count))
             if self.positions is None:
@@ -253,7 +259,7 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
     c_in = table.shape[1]
     groups = c_in // weight.shape[1]
-    plan = _Plan(geom, groups, positions, count, c_in, table.element_size(), nchw)
+    plan = _Plan(geom, groups, positions, count, table, table.element_size(), nchw)
     device = table.device.type
     if not torch.is_autocast_enabled(device):
         return _TapConv.apply(table, offset, mask, weight, bias, plan)
@@ -263,7 +269,7 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = _Plan(geom, groups, positions, count, c_in, 4, nchw)
+        plan = _Plan(geom, groups, positions, count, table, 4, nchw)
         out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
     return out.to(dtype)
 
