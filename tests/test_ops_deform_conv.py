@@ -109,9 +109,11 @@ def test_tiles_give_the_same_values_and_gradients(monkeypatch):
     names = ("input", "offset", "weight", "bias")
     whole = deform_conv2d(**case)
     whole_grads = torch.autograd.grad(whole, [case[n] for n in names], grad)
-    # 7 positions per tile (8 input channels x 9 taps x 4 bytes per position)
+    # tap chunks of 3 positions (9 x 4 taps each), tiles of 6 (rounded down from 7 to whole
+    # chunks; 8 input channels x 9 kernel points x 4 bytes per position): tiles and chunks
+    # cross the boundary between the two 5x5 output images
     monkeypatch.setitem(deform_conv.TILE_BYTES, "cpu", 7 * 8 * 9 * 4)
-    monkeypatch.setitem(deform_conv.CHUNK_ELEMENTS, "cpu", 5 * 9 * 4)  # 5 positions a chunk
+    monkeypatch.setitem(deform_conv.CHUNK_ELEMENTS, "cpu", 3 * 9 * 4)
     tiled = deform_conv2d(**case)
     tiled_grads = torch.autograd.grad(tiled, [case[n] for n in names], grad)
     torch.testing.assert_close(tiled, whole)

@@ -11,6 +11,8 @@ storing them, so a training step holds no more than a plain convolution does bes
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -63,24 +65,139 @@ def _conv_taps_backward(grad_rows: Tensor, image: Tensor, weight: Tensor, groups
     return grad_image, grad_weight
 
 
+class _Chunk(NamedTuple):
+    """Consecutive positions whose taps are computed together (see :meth:`_Plan.taps`)."""
+
+    tile: int  # the tile they belong to
+    local: slice  # their positions within the tile
+    rows: slice  # their positions overall (rows of the result / of positions)
+    image: int  # all positions: the image they lie in ...
+    in_image: slice  # ... and their positions within it
+
+
 class _Plan:
-    """Everything about one call except the tensors: geometry, groups, tiles."""
+    """Everything about one call except the tensors: geometry, groups, tiles and chunks.
+
+    With ``positions`` None the call covers all B * H_out * W_out positions (dense), and the
+    offset / mask are given as maps (B, C, H_out, W_out); otherwise as rows (N, C), one per
+    position. ``nchw`` (dense only): the result is NCHW (B, C_out, H_out, W_out), not rows.
+
+    Tiles bound the tap image (``TILE_BYTES``). Chunks split tiles for the tap math
+    (``CHUNK_ELEMENTS`` taps, never across images): on CPU that keeps every one of its ~20
+    small elementwise ops below torch's parallelisation grain (32768 elements), so each runs on
+    the calling thread. Multi-threaded, each would be a thread-pool round trip, and on a machine
+    whose cores are shared with other processes one round trip costs milliseconds (measured:
+    the taps of a 64x128 layer took 364 ms on 2 threads of the loaded 2-core machine, 15 ms on
+    one). Each chunk writes its taps straight into its tile's buffers in tap-image order.
+    """
 
     def __init__(self, geom: ConvGeometry, groups: int, positions: Tensor | None, count: int,
-                 table: Tensor, element_size: int, nchw: bool = False) -> None:
+                 table: Tensor, element_size: int, corners: int, nchw: bool = False) -> None:
         self.geom = geom
         self.groups = groups
         self.positions = positions
         self.count = count
-        self.nchw = nchw  # all positions, result as NCHW (B, C_out, H_out, W_out), not rows
+        self.corners = corners  # taps per kernel point: 1 (plain) or 4 * offset groups
+        self.nchw = nchw
         device = table.device.type
         per_position = geom.kernel_points * table.shape[1] * element_size
-        self.tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
-        self.chunk_elements = CHUNK_ELEMENTS.get(device)
+        tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
+        chunk_elements = CHUNK_ELEMENTS.get(device)
+        chunk = tile
+        if chunk_elements is not None:
+            chunk = min(tile, max(1, chunk_elements // (geom.kernel_points * corners)))
+        tile = tile // chunk * chunk
+        self.tiles = [slice(start, min(start + tile, count)) for start in range(0, count, tile)]
+        per_image = geom.out_h * geom.out_w
+        self.chunks = []
+        for index, span in enumerate(self.tiles):
+            start = span.start
+            while start < span.stop:
+                stop = min(span.stop, start + chunk)
+                image = 0
+                if positions is None:  # never across images
+                    image = start // per_image
+                    stop = min(stop, (image + 1) * per_image)
+                first = image * per_image
+                self.chunks.append(_Chunk(
+                    index, slice(start - span.start, stop - span.start), slice(start, stop),
+                    image, slice(start - first, stop - first),
+                ))
+                start = stop
 
-    def tiles(self) -> list[slice]:
-        return [slice(start, min(start + self.tile, self.count))
-                for start in range(0, self.count, self.tile)]
+    @property
+    def dense(self) -> bool:
+        return self.positions is None
+
+    def chunk_rows(self, values: Tensor, chunk: _Chunk) -> Tensor:
+        """The chunk's (n, C) rows of a per-position tensor: a map (dense) or rows."""
+        if self.dense:
+            return values.view(*values.shape[:2], -1)[chunk.image, :, chunk.in_image].t()
+        return values[chunk.rows]
+
+    def set_chunk_rows(self, values: Tensor, chunk: _Chunk, rows: Tensor) -> None:
+        if self.dense:
+            values.view(*values.shape[:2], -1)[chunk.image, :, chunk.in_image] = rows.t()
+        else:
+            values[chunk.rows] = rows
+
+    def _positions(self, chunk: _Chunk, device: torch.device) -> Tensor:
+        if self.dense:
+            return torch.arange(chunk.rows.start, chunk.rows.stop, device=device)
+        return self.positions[chunk.rows]
+
+    def _offset_mask(self, offset: Tensor, mask: Tensor | None,
+                     chunk: _Chunk) -> tuple[Tensor, Tensor | None]:
+        """A chunk's offsets (n, D, K, 2) and mask (n, D, K)."""
+        k = self.geom.kernel_points
+        offset = self.chunk_rows(offset, chunk)
+        offset = offset.reshape(offset.shape[0], -1, k, 2)
+        if mask is not None:
+            mask = self.chunk_rows(mask, chunk).reshape(offset.shape[:3])
+        return offset, mask
+
+    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
+             device: torch.device) -> list[Taps]:
+        """Per tile, its taps in tap-image order (kh, T, kw, D, n): integer taps without
+        ``offset``, else bilinear ones."""
+        kh, kw = self.geom.kernel
+        shape = (kh, 0, kw, self.corners // 4 if offset is not None else 1,
+                 4 if offset is not None else 1)
+        tiles = [Taps(torch.empty(shape[:1] + (t.stop - t.start,) + shape[2:], dtype=torch.long,
+                                  device=device),
+                      torch.empty(shape[:1] + (t.stop - t.start,) + shape[2:], dtype=dtype,
+                                  device=device))
+                 for t in self.tiles]
+        for chunk in self.chunks:
+            positions = self._positions(chunk, device)
+            if offset is None:
+                taps = integer_taps(self.geom, positions, dtype)
+            else:
+                taps = bilinear_taps(self.geom, positions, *self._offset_mask(offset, mask, chunk))
+            n = positions.shape[0]
+            for dst, src in zip((tiles[chunk.tile].index, tiles[chunk.tile].weight),
+                                (taps.index, taps.weight)):
+                dst[:, chunk.local] = src.view(n, kh, kw, *src.shape[2:]).transpose(0, 1)
+        return tiles
+
+    def taps_backward(self, offset: Tensor, mask: Tensor | None,
+                      grad_weights: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Offset and mask gradients (shaped as given) from the gradients of the tiles' tap
+        weights (tap-image order)."""
+        grad_offset = torch.empty_like(offset)
+        grad_mask = None if mask is None else torch.empty_like(mask)
+        k = self.geom.kernel_points
+        for chunk in self.chunks:
+            grad = grad_weights[chunk.tile][:, chunk.local].transpose(0, 1)
+            grad = grad.reshape(grad.shape[0], k, *grad.shape[3:])  # (n, K, D, 4)
+            g_offset, g_mask = bilinear_taps_backward(
+                self.geom, self._positions(chunk, offset.device),
+                *self._offset_mask(offset, mask, chunk), grad,
+            )
+            self.set_chunk_rows(grad_offset, chunk, g_offset.reshape(g_offset.shape[0], -1))
+            if grad_mask is not None:
+                self.set_chunk_rows(grad_mask, chunk, g_mask.reshape(g_mask.shape[0], -1))
+        return grad_offset, grad_mask
 
     def _pieces(self, tile: slice) -> list[tuple[int, slice, slice]]:
         """(image, positions in that image, rows of the tile) of a tile of all positions."""
@@ -122,79 +239,18 @@ class _Plan:
             return grad.reshape(grad.shape[0], grad.shape[1], -1)
         return grad.contiguous()
 
-    def _chunks(self, offset: Tensor | None, device: torch.device):
-        """(slice, positions) chunks of at most ``CHUNK_ELEMENTS`` taps (one empty chunk if
-        there are no positions; one chunk on devices without a chunk size).
-
-        Chunks keep every elementwise op of the tap computation below torch's parallelisation
-        grain (32768 elements), so each runs on the calling thread. Multi-threaded, each of the
-        ~20 small ops would be a thread-pool round trip; on a machine whose cores are shared
-        with other processes one round trip costs milliseconds (measured: the taps of a 64x128
-        layer took 364 ms on 2 threads of the loaded 2-core machine, 15 ms on one).
-        """
-        corners = 1 if offset is None else 4 * offset.shape[1] // (2 * self.geom.kernel_points)
-        step = max(self.count, 1)
-        if self.chunk_elements is not None:
-            step = max(1, self.chunk_elements // (self.geom.kernel_points * corners))
-        for start in range(0, max(self.count, 1), step):
-            chunk = slice(start, min(start + step, self.count))
-            if self.positions is None:
-                yield chunk, torch.arange(chunk.start, chunk.stop, device=device)
-            else:
-                yield chunk, self.positions[chunk]
-
-    def _offset_mask(self, offset: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """Rows (N, 2 * D * K) / (N, D * K) as (N, D, K, 2) / (N, D, K)."""
-        k = self.geom.kernel_points
-        offset = offset.view(offset.shape[0], offset.shape[1] // (2 * k), k, 2)
-        if mask is not None:
-            mask = mask.view(mask.shape[0], mask.shape[1] // k, k)
-        return offset, mask
-
-    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
-             device: torch.device) -> Taps:
-        """Taps of all positions: integer taps without ``offset``, else bilinear ones."""
-        chunks = []
-        if offset is None:
-            for _, positions in self._chunks(None, device):
-                chunks.append(integer_taps(self.geom, positions, dtype))
-        else:
-            offset, mask = self._offset_mask(offset, mask)
-            for chunk, positions in self._chunks(offset.flatten(1), device):
-                chunk_mask = None if mask is None else mask[chunk]
-                chunks.append(bilinear_taps(self.geom, positions, offset[chunk], chunk_mask))
-        if len(chunks) == 1:
-            return chunks[0]
-        return Taps(torch.cat([c.index for c in chunks]), torch.cat([c.weight for c in chunks]))
-
-    def taps_backward(self, offset: Tensor, mask: Tensor | None,
-                      grad_weight: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Offset and mask gradients (rows, as given) from the gradient of the tap weights."""
-        grad_offset = torch.empty_like(offset)
-        grad_mask = None if mask is None else torch.empty_like(mask)
-        offset, mask = self._offset_mask(offset, mask)
-        for chunk, positions in self._chunks(offset.flatten(1), offset.device):
-            g_offset, g_mask = bilinear_taps_backward(
-                self.geom, positions, offset[chunk], None if mask is None else mask[chunk],
-                grad_weight[chunk],
-            )
-            grad_offset[chunk] = g_offset.reshape(g_offset.shape[0], -1)
-            if grad_mask is not None:
-                grad_mask[chunk] = g_mask.reshape(g_mask.shape[0], -1)
-        return grad_offset, grad_mask
-
 
 class _TapConv(torch.autograd.Function):
-    """rows (N, C_out) = sum over taps of the table, times the weight, plus the bias."""
+    """The convolution at the plan's positions: sum over taps of the table rows, times the
+    weight, plus the bias; rows (N, C_out) or NCHW (see :class:`_Plan`)."""
 
     @staticmethod
     def forward(ctx, table: Tensor, offset: Tensor | None, mask: Tensor | None, weight: Tensor,
                 bias: Tensor | None, plan: _Plan) -> Tensor:
         taps = plan.taps(offset, mask, table.dtype, table.device)
-        kernel = plan.geom.kernel
         out = plan.new_output(table, weight.shape[0])
-        for tile in plan.tiles():
-            rows = _conv_taps(gather_tap_image(table, taps[tile], kernel), weight, plan.groups)
+        for tile, tile_taps in zip(plan.tiles, taps):
+            rows = _conv_taps(gather_tap_image(table, tile_taps), weight, plan.groups)
             if bias is not None:
                 rows += bias
             plan.write(out, tile, rows)
@@ -211,21 +267,20 @@ class _TapConv(torch.autograd.Function):
         plan: _Plan = ctx.plan
         need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
         need_taps = need_offset or need_mask
+        need_image = need_table or need_taps
         grad_out = plan.flat_grad(grad_out)
         grad_table = torch.zeros_like(table) if need_table else None
         grad_weight = torch.zeros_like(weight) if need_weight else None
         taps = plan.taps(offset, mask, table.dtype, table.device)
-        grad_tap_weight = torch.empty_like(taps.weight) if need_taps else None
-        need_image = need_table or need_taps
-        for tile in plan.tiles() if need_image or need_weight else ():
-            tile_taps = taps[tile]
+        grad_tap_weights = []
+        for tile, tile_taps in zip(plan.tiles if need_image or need_weight else (), taps):
             if need_taps:
-                tile_taps = Taps(tile_taps.index, tile_taps.weight.detach().requires_grad_())
+                tile_taps = Taps(tile_taps.index, tile_taps.weight.requires_grad_())
             # the table gradient of the rows these taps read, not of the whole table
             first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
             with torch.set_grad_enabled(need_image):
                 rows = table[first:last].detach().requires_grad_(need_table)
-                image = gather_tap_image(rows, tile_taps.shifted(first), plan.geom.kernel)
+                image = gather_tap_image(rows, tile_taps.shifted(first))
             grad_image, grad_w = _conv_taps_backward(
                 plan.read(grad_out, tile), image.detach(), weight, plan.groups, need_image,
                 need_weight,
@@ -239,10 +294,10 @@ class _TapConv(torch.autograd.Function):
             if need_table:
                 grad_table[first:last] += grads[0]
             if need_taps:
-                grad_tap_weight[tile] = grads[-1]
+                grad_tap_weights.append(grads[-1])
         grad_offset = grad_mask = None
         if need_taps:
-            grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weight)
+            grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weights)
             grad_offset = grad_offset if need_offset else None
             grad_mask = grad_mask if need_mask else None
         grad_bias = None
@@ -254,24 +309,26 @@ class _TapConv(torch.autograd.Function):
 def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
          offset: Tensor | None, mask: Tensor | None, weight: Tensor,
          bias: Tensor | None, nchw: bool = False) -> Tensor:
-    """(count, C_out) rows, or with ``nchw`` (all positions) the NCHW result; under autocast in
-    float32 like torchvision, cast back after."""
+    """The convolution at ``positions`` (None: all, offset / mask as maps) of the table's
+    rows: (count, C_out) rows, or NCHW with ``nchw``. Under autocast in float32 like
+    torchvision, cast back after."""
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
-    c_in = table.shape[1]
-    groups = c_in // weight.shape[1]
-    plan = _Plan(geom, groups, positions, count, table, table.element_size(), nchw)
+    groups = table.shape[1] // weight.shape[1]
+    corners = 1
+    if offset is not None:
+        corners = 4 * (offset.shape[1] // (2 * geom.kernel_points))
     device = table.device.type
     if not torch.is_autocast_enabled(device):
+        plan = _Plan(geom, groups, positions, count, table, table.element_size(), corners, nchw)
         return _TapConv.apply(table, offset, mask, weight, bias, plan)
-    dtype = table.dtype
 
     def f32(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = _Plan(geom, groups, positions, count, table, 4, nchw)
+        plan = _Plan(geom, groups, positions, count, table, 4, corners, nchw)
         out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
-    return out.to(dtype)
+    return out.to(table.dtype)
 
 
 def _check_weight(weight: Tensor, channels: int, bias: Tensor | None) -> None:
@@ -332,13 +389,11 @@ def deform_conv2d(
                          f"{tuple(mask.shape)}")
     count = b * geom.out_h * geom.out_w
     table = input.permute(0, 2, 3, 1).reshape(b * h * w, c_in)
-    rows = offset.permute(0, 2, 3, 1).reshape(count, -1)
-    mask_rows = None if mask is None else mask.permute(0, 2, 3, 1).reshape(count, -1)
     channels_last = input.is_contiguous(memory_format=torch.channels_last)
     if channels_last and not input.is_contiguous():  # rows are the channels-last result
-        out = _run(table, geom, None, count, rows, mask_rows, weight, bias)
+        out = _run(table, geom, None, count, offset, mask, weight, bias)
         return out.view(*out_shape, -1).permute(0, 3, 1, 2)
-    return _run(table, geom, None, count, rows, mask_rows, weight, bias, nchw=True)
+    return _run(table, geom, None, count, offset, mask, weight, bias, nchw=True)
 
 
 def _table(input: Tensor, in_hw: tuple[int, int] | None) -> tuple[Tensor, int, int, int]:

@@ -209,27 +209,24 @@ def bilinear_taps_backward(
     return grad_offset, grad_mask
 
 
-def gather_tap_image(table: Tensor, taps: Taps, kernel: tuple[int, int]) -> Tensor:
-    """The taps of T positions as a channels-last *tap image* (1, C, kh, kw * T).
+def gather_tap_image(table: Tensor, taps: Taps) -> Tensor:
+    """The taps of T positions, given in tap-image order (kh, T, kw, D, n), as a channels-last
+    *tap image* (1, C, kh, kw * T).
 
     Pixel (i, t * kw + j) holds the value that kernel point (i, j) of position t reads, so a
     kh x kw convolution with stride (kh, kw) over the image is the convolution at the T
     positions: one GEMM, run by the direct-convolution kernels (on CPU, oneDNN's run at about
     twice the speed of its or MKL's GEMM on the AMD machine of docs/benchmarks.md). Conv groups
     need nothing special. One ``embedding_bag`` (the weighted sum of each tap list's rows)
-    fills the image; with several deformable groups the table is viewed as D rows of C / D
-    channels per input position, one list per group.
+    fills the image; with D deformable groups the table is viewed as D rows of C / D channels
+    per input position, one tap list per group.
     """
-    t, k, d, n = taps.index.shape
-    kh, kw = kernel
+    kh, t, kw, d, n = taps.index.shape
     channels = table.shape[1]
-    # tap lists in the image's memory order (i, t, j, d)
-    index = taps.index.view(t, kh, kw, d, n).transpose(0, 1)
-    weight = taps.weight.to(table.dtype).view(t, kh, kw, d, n).transpose(0, 1)
+    index = taps.index
     if d > 1:  # row q, group g of the table is row q * d + g of the sliced view
         index = index * d + torch.arange(d, device=index.device).view(d, 1)
         table = table.view(-1, channels // d)
-    rows = F.embedding_bag(
-        index.reshape(-1, n), table, per_sample_weights=weight.reshape(-1, n), mode="sum"
-    )
+    rows = F.embedding_bag(index.reshape(-1, n), table,
+                           per_sample_weights=taps.weight.reshape(-1, n), mode="sum")
     return rows.view(1, kh, kw * t, channels).permute(0, 3, 1, 2)
