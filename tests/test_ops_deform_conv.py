@@ -235,3 +235,46 @@ def test_bad_positions_and_inputs_raise_clear_errors():
         deform_conv2d_at(x, torch.tensor([0, 1]), torch.zeros(3, 18), weight, padding=1)
     with pytest.raises(ValueError, match="too small for kernel"):
         conv2d_at(torch.randn(1, 1, 1, 4), torch.tensor([0]), weight)
+
+
+def test_torchvision_runs_on_listed_devices_or_on_request(monkeypatch):
+    calls = []
+    monkeypatch.setattr(deform_conv.tv_ops, "deform_conv2d", lambda *args: calls.append(args))
+    case = make_case()
+    deform_conv2d(**case)  # CPU: the taps
+    assert calls == []
+    deform_conv2d(**case, use_taps=False)
+    monkeypatch.setattr(deform_conv, "TORCHVISION_DEVICES", frozenset({"cpu"}))
+    deform_conv2d(**case)
+    assert len(calls) == 2
+    assert isinstance(deform_conv2d(**case, use_taps=True), torch.Tensor)
+
+
+def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypatch):
+    """conv2 stays torchvision's DeformConv2d (state dict ``conv2.weight``, checkpoints load
+    unchanged); the block's output and every parameter gradient equal a torchvision run."""
+    from torch import nn
+    from torchvision.ops import DeformConv2d
+
+    from seg_sparse.sampling import SparseBottleneck, bottleneck
+
+    torch.manual_seed(0)
+    downsample = nn.Sequential(nn.Conv2d(16, 32, 1, 2, bias=False), nn.BatchNorm2d(32))
+    block = SparseBottleneck(16, 8, stride=2, downsample=downsample, with_dcn=True,
+                             sampler="dense")
+    nn.init.normal_(block.conv2_offset.weight, std=0.3)
+    assert isinstance(block.conv2, DeformConv2d) and block.conv2.bias is None
+    assert "conv2.weight" in block.state_dict() and "conv2.bias" not in block.state_dict()
+    x = torch.randn(2, 16, 11, 13)
+    params = [p for _, p in sorted(block.named_parameters())]
+
+    def run():
+        out = block(x)
+        return out, torch.autograd.grad(out.square().sum(), params)
+
+    out, grads = run()
+    monkeypatch.setattr(bottleneck, "deform_conv2d", tv_deform_conv2d)
+    ref, ref_grads = run()
+    assert rel_err(out, ref) < 1e-5
+    for a, b in zip(grads, ref_grads):
+        assert rel_err(a, b) < 1e-4

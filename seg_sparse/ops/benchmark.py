@@ -89,7 +89,8 @@ def _layer_calls(channels: int, height: int, width: int, dilation: int, batch: i
         "conv": run(lambda: F.conv2d(x, weight, padding=pad, dilation=dil)),
         "torchvision": run(lambda: tv_deform_conv2d(x, offset, weight, padding=pad,
                                                     dilation=dil)),
-        "ours": run(lambda: deform_conv2d(x, offset, weight, padding=pad, dilation=dil)),
+        "ours": run(lambda: deform_conv2d(x, offset, weight, padding=pad, dilation=dil,
+                                          use_taps=True)),
     }
 
 
