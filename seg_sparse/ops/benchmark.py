@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
-from .deform_conv import deform_conv2d
+from .deform_conv import deform_conv2d, deform_conv2d_at
 
 #: (channels, height, width, dilation): the paper model's DCN layers at 512x1024 and
 #: 1024x2048 (stages 2-4 at output stride 8: 128 / 256 / 512 channels, dilation 1 / 2 / 4)
@@ -66,8 +66,10 @@ def _sync(device: torch.device) -> None:
 
 
 def _layer_calls(channels: int, height: int, width: int, dilation: int, batch: int,
-                 device: torch.device, backward: bool,
-                 offset_std: float) -> dict[str, Callable[[], None]]:
+                 device: torch.device, backward: bool, offset_std: float,
+                 density: float = 1.0) -> dict[str, Callable[[], None]]:
+    """The three calls of one layer; ``density`` < 1: ours runs at that fraction of the output
+    positions only (``deform_conv2d_at``, forward), the others stay dense."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, channels, height, width, generator=gen).to(device)
     weight = (torch.randn(channels, channels, 3, 3, generator=gen) * 0.02).to(device)
@@ -85,12 +87,23 @@ def _layer_calls(channels: int, height: int, width: int, dilation: int, batch: i
                     out.backward(torch.ones_like(out))
         return call
 
+    def ours() -> torch.Tensor:
+        return deform_conv2d(x, offset, weight, padding=pad, dilation=dil, use_taps=True)
+
+    if density < 1:
+        count = batch * height * width
+        positions = torch.randperm(count, generator=gen)[:round(density * count)].to(device)
+        nhwc = x.detach().contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        rows = offset.detach().permute(0, 2, 3, 1).reshape(count, -1)[positions]
+
+        def ours() -> torch.Tensor:
+            return deform_conv2d_at(nhwc, positions, rows, weight, padding=pad, dilation=dil)
+
     return {
         "conv": run(lambda: F.conv2d(x, weight, padding=pad, dilation=dil)),
         "torchvision": run(lambda: tv_deform_conv2d(x, offset, weight, padding=pad,
                                                     dilation=dil)),
-        "ours": run(lambda: deform_conv2d(x, offset, weight, padding=pad, dilation=dil,
-                                          use_taps=True)),
+        "ours": run(ours),
     }
 
 
@@ -103,13 +116,16 @@ def run_benchmark(
     offset_std: float = 1.0,
     log: Callable[[str], None] | None = None,
 ) -> list[BenchRow]:
-    """Time every shape and mode; alternated implementations, one warm-up, medians."""
+    """Time every shape and mode; alternated implementations, one warm-up, medians. Modes:
+    ``forward``, ``forward+backward``, or ``at 30%`` (forward; ours only at 30% of the
+    output positions, through ``deform_conv2d_at``; conv and torchvision dense)."""
     dev = torch.device(device)
     rows = []
     for channels, height, width, dilation in shapes:
         for mode in modes:
+            density = float(mode[3:-1]) / 100 if mode.startswith("at ") else 1.0
             calls = _layer_calls(channels, height, width, dilation, batch, dev,
-                                 mode != "forward", offset_std)
+                                 mode == "forward+backward", offset_std, density)
             times: dict[str, list[float]] = {name: [] for name in calls}
             for call in calls.values():  # warm-up
                 call()
@@ -139,6 +155,28 @@ def format_row(row: BenchRow) -> str:
             f"{row.ours_vs_conv:>9.2f} {row.torchvision_vs_ours:>8.2f}")
 
 
+def profile_layer(shape: tuple[int, int, int, int], batch: int = 1, device: str = "cpu",
+                  impls: tuple[str, ...] = IMPLS, offset_std: float = 1.0,
+                  rows: int = 12) -> dict[str, str]:
+    """torch.profiler tables (self time, top ``rows`` ops) of one forward + backward per
+    implementation, after a warm-up: where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(ProfilerActivity.CUDA)
+    calls = _layer_calls(*shape, batch, torch.device(device), True, offset_std)
+    tables = {}
+    for name in impls:
+        calls[name]()
+        with profile(activities=activities) as prof:
+            calls[name]()
+            _sync(torch.device(device))
+        key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+        tables[name] = prof.key_averages().table(sort_by=key, row_limit=rows)
+    return tables
+
+
 def _shape(text: str) -> tuple[int, int, int, int]:
     """'CxHxW' or 'CxHxWxD' (D: dilation, default 1)."""
     try:
@@ -162,17 +200,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--forward-only", action="store_true")
+    parser.add_argument("--densities", type=float, nargs="*", default=[],
+                        help="also time ours at these fractions of the output positions "
+                             "(deform_conv2d_at, forward), e.g. 0.5 0.3")
     parser.add_argument("--offset-std", type=float, default=1.0,
                         help="standard deviation of the random offsets, pixels")
     parser.add_argument("--out", help="also write the rows as JSON to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: torch.profiler tables of one forward + backward of each "
+                             "implementation at the first shape")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.exit(2, f"{parser.prog}: error: --device {args.device}: CUDA is not available\n")
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"batch {args.batch}, medians of {args.repeats} alternated repeats")
+    if args.profile:
+        for name, table in profile_layer(args.shapes[0], args.batch, args.device,
+                                         offset_std=args.offset_std).items():
+            print(f"--- {name}, forward + backward, {args.shapes[0]}\n{table}")
+        return 0
     print(HEADER)
     modes = ("forward",) if args.forward_only else ("forward", "forward+backward")
+    for density in args.densities:
+        if not 0 < density < 1:
+            parser.error(f"--densities: {density} is not in (0, 1)")
+        modes += (f"at {100 * density:g}%",)
     rows = run_benchmark(tuple(args.shapes), args.batch, args.repeats, args.device, modes,
                          args.offset_std, log=print)
     if args.out:
