@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from sampling_reference import make_block
 
 from seg_sparse.sampling import (
@@ -12,7 +11,6 @@ from seg_sparse.sampling import (
     execution_mode,
     set_execution,
 )
-from seg_sparse.sampling.gather_conv import conv_at, flatten_weight
 from seg_sparse.sampling.masks import paired_mask_logits
 from seg_sparse.sampling.sparse_interpolation import plan_interpolation
 
@@ -187,19 +185,3 @@ def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
     out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
     got = out.view(2, 10, 13, 5).permute(0, 3, 1, 2)
     assert max_rel_err(got, expected) < 1e-5
-
-
-@pytest.mark.parametrize("stride, padding, dilation, groups",
-                         [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2), (1, 4, 4, 4), (2, 0, 1, 1)])
-def test_conv_at_positions_equals_conv2d(stride, padding, dilation, groups):
-    torch.manual_seed(0)
-    x = torch.randn(2, 8, 11, 14)
-    weight = torch.randn(12, 8 // groups, 3, 3)
-    bias = torch.randn(12)
-    expected = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    ho, wo = expected.shape[-2:]
-    positions = torch.randperm(2 * ho * wo)[: ho * wo // 2]
-    got = conv_at(x.permute(0, 2, 3, 1).contiguous(), positions, (ho, wo),
-                  flatten_weight(weight, groups), bias, 3, stride, padding, dilation)
-    rows = expected.permute(0, 2, 3, 1).reshape(-1, 12)[positions]
-    torch.testing.assert_close(got, rows, rtol=1e-5, atol=1e-5)

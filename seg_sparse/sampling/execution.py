@@ -13,7 +13,7 @@ docs/design.md, "Execution paths"):
    the computed rows (:mod:`.sparse_interpolation`).
 4. conv2 at the m2 positions: integer 3x3 neighbour gather + GEMM, or for DCN the offsets at
    those positions (same gather on the block input) and the bilinear taps + GEMM
-   (:mod:`.gather_conv`).
+   (:func:`seg_sparse.ops.conv2d_at` / :func:`~seg_sparse.ops.deform_conv2d_at`).
 5. conv3 + BN at the m2 positions, then the interpolation of conv3's output. conv3 + BN is
    affine and the weights are normalized, so this equals the masked path's "interpolate,
    then conv3" exactly where a sampled neighbour is in reach; where the eps clamp acts the
@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops import conv2d_at, deform_conv2d, deform_conv2d_at
 from .fold import fold_conv_bn
-from .gather_conv import conv_at, deform_conv_at, flatten_weight
 from .sparse_interpolation import InterpolationPlan, plan_interpolation
 
 if TYPE_CHECKING:
@@ -64,13 +64,11 @@ class FoldedBlock:
 
     w1: torch.Tensor  # (Cin, P)
     b1: torch.Tensor
-    w2: torch.Tensor  # (Cout, Cin/g, 3, 3), folded, for the dense conv2
-    w2_flat: torch.Tensor  # (g, 9*Cin/g, Cout/g), for conv2 at positions
+    w2: torch.Tensor  # (Cout, Cin/g, 3, 3)
     b2: torch.Tensor
     w3: torch.Tensor  # (P, 4P)
     b3: torch.Tensor
     offset_w: torch.Tensor | None  # (18, Cin, 3, 3)
-    offset_flat: torch.Tensor | None  # (1, 9*Cin, 18)
     offset_b: torch.Tensor | None
     down_w: torch.Tensor | None  # (Cin, 4P) of a folded 1x1 downsample
     down_b: torch.Tensor | None
@@ -93,16 +91,14 @@ def fold_block(block: SparseBottleneck) -> FoldedBlock:
     w1, b1 = fold_conv_bn(block.conv1.weight, block.bn1)
     w2, b2 = fold_conv_bn(block.conv2.weight, block.bn2)
     w3, b3 = fold_conv_bn(block.conv3.weight, block.bn3)
-    offset_w = offset_flat = offset_b = None
+    offset_w = offset_b = None
     if block.with_dcn:
         offset_w, offset_b = block.conv2_offset.weight, block.conv2_offset.bias
-        offset_flat = flatten_weight(offset_w, 1)
     down_w, down_b = _fold_downsample(block.downsample)
     return FoldedBlock(
-        w1=w1.flatten(1).t().contiguous(), b1=b1, w2=w2.contiguous(),
-        w2_flat=flatten_weight(w2, block.groups), b2=b2,
-        w3=w3.flatten(1).t().contiguous(), b3=b3, offset_w=offset_w, offset_flat=offset_flat,
-        offset_b=offset_b, down_w=down_w, down_b=down_b,
+        w1=w1.flatten(1).t().contiguous(), b1=b1, w2=w2.contiguous(), b2=b2,
+        w3=w3.flatten(1).t().contiguous(), b3=b3, offset_w=offset_w, offset_b=offset_b,
+        down_w=down_w, down_b=down_b,
     )
 
 
@@ -222,8 +218,6 @@ def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
 def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
                  h1: torch.Tensor) -> torch.Tensor:
     """conv2 + BN + ReLU on the full map: (B*H2*W2, P) rows."""
-    from .bottleneck import deform_conv2d  # the DCN the masked path uses
-
     feats = h1.permute(0, 3, 1, 2)
     geometry = dict(stride=block.stride, padding=block.dilation, dilation=block.dilation)
     if block.with_dcn:
@@ -235,16 +229,15 @@ def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
 
 
 def _conv2_at(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: torch.Tensor,
-              index: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """conv2 + BN + ReLU at flat output positions ``index``: (N, P) rows."""
-    geometry = dict(kernel_size=3, stride=block.stride, padding=block.dilation,
-                    dilation=block.dilation)
+              index: torch.Tensor) -> torch.Tensor:
+    """conv2 + BN + ReLU at flat output positions ``index``: (N, P) rows (for DCN the
+    offsets are computed at those positions too)."""
+    geometry = dict(stride=block.stride, padding=block.dilation, dilation=block.dilation)
     if block.with_dcn:
-        x_nhwc = x.permute(0, 2, 3, 1)
-        offset = conv_at(x_nhwc, index, out_hw, fw.offset_flat, fw.offset_b, **geometry)
-        out = deform_conv_at(h1, index, out_hw, offset, fw.w2_flat, fw.b2, **geometry)
+        offset = conv2d_at(x.permute(0, 2, 3, 1), index, fw.offset_w, fw.offset_b, **geometry)
+        out = deform_conv2d_at(h1, index, offset, fw.w2, fw.b2, **geometry)
     else:
-        out = conv_at(h1, index, out_hw, fw.w2_flat, fw.b2, **geometry)
+        out = conv2d_at(h1, index, fw.w2, fw.b2, **geometry)
     return out.relu_()
 
 
@@ -272,7 +265,7 @@ def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: t
         out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
         return
     if gathered:
-        h2 = _conv2_at(fw, block, x, h1, src.index, out_hw)
+        h2 = _conv2_at(fw, block, x, h1, src.index)
     else:
         h2 = _conv2_dense(fw, block, x, h1).index_select(0, src.index)
     y3 = h2 @ fw.w3
