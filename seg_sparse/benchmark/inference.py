@@ -18,10 +18,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from seg_sparse.flops import count_flops
+from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.sampling import execution_mode
 
-from .masks import Masks, masks_at_density, mean_densities, overridden_masks, recorded_masks
+from .masks import (
+    Masks,
+    mask_shapes,
+    masks_at_density,
+    mean_densities,
+    overridden_masks,
+    recorded_masks,
+)
 from .timing import alternated_medians, peak_memory_bytes
 
 PARTS = ("backbone", "segmentor")
@@ -72,8 +79,8 @@ def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
     return run
 
 
-def _flops_ratio(model: nn.Module, shape: tuple[int, int], masks: Masks, part: str) -> float:
-    report = count_flops(model, shape, densities=mean_densities(masks))
+def _flops_ratio(profile: FlopsReport, masks: Masks, part: str) -> float:
+    report = profile.with_densities(mean_densities(masks))
     if part == "backbone":
         return report.backbone_sparse / report.backbone_dense
     return report.total_sparse / report.total_dense
@@ -81,8 +88,9 @@ def _flops_ratio(model: nn.Module, shape: tuple[int, int], masks: Masks, part: s
 
 def _mask_sets(model: nn.Module, x: torch.Tensor, densities: Sequence[float],
                checkpoint_masks: bool) -> dict[float | str, Masks]:
+    shapes = mask_shapes(model.backbone, x)
     sets: dict[float | str, Masks] = {
-        d: masks_at_density(model.backbone, x, d) for d in densities}
+        d: masks_at_density(model.backbone, x, d, shapes=shapes) for d in densities}
     if checkpoint_masks:
         sets[CHECKPOINT] = recorded_masks(model.backbone, x)
     return sets
@@ -116,6 +124,7 @@ def benchmark_inference(
         else:
             x = torch.randn(1, 3, h, w, device=device)
         mask_sets = _mask_sets(sparse_model, x, densities, image is not None)
+        profile = count_flops(sparse_model, (h, w))  # once per size; densities applied below
         for part in parts:
             fns = {"dense": _runner(dense_model, part, x, None, "auto")}
             for key, masks in mask_sets.items():
@@ -127,7 +136,7 @@ def benchmark_inference(
             dense_peak = _mb(peak_memory_bytes(fns["dense"], device)) if memory else None
             for key, masks in mask_sets.items():
                 sparse_fn = fns[f"sparse@{key}"]
-                ratio = _flops_ratio(sparse_model, (h, w), masks, part)
+                ratio = _flops_ratio(profile, masks, part)
                 speedup = ms["dense"] / ms[f"sparse@{key}"]
                 values = list(mean_densities(masks).values())
                 rows.append(InferenceRow(

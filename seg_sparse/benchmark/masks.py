@@ -39,7 +39,7 @@ def exact_density_mask(
     return torch.stack(masks).float()
 
 
-def _mask_shapes(backbone: nn.Module, x: torch.Tensor) -> dict[str, tuple[tuple, tuple]]:
+def mask_shapes(backbone: nn.Module, x: torch.Tensor) -> dict[str, tuple[tuple, tuple]]:
     """Shapes of every block's two masks for input ``x`` (one masked forward)."""
     from seg_sparse.sampling import execution_mode
 
@@ -50,11 +50,12 @@ def _mask_shapes(backbone: nn.Module, x: torch.Tensor) -> dict[str, tuple[tuple,
 
 
 def masks_at_density(backbone: nn.Module, x: torch.Tensor, density: float,
-                     seed: int = 0) -> Masks:
-    """Exact-density masks (both masks of every sampling block) for input ``x``."""
+                     seed: int = 0, shapes: dict | None = None) -> Masks:
+    """Exact-density masks (both masks of every sampling block) for input ``x``
+    (``shapes``: the blocks' mask shapes if known, else one masked forward finds them)."""
     generator = torch.Generator().manual_seed(seed)
     masks = {}
-    for name, (s1, s2) in _mask_shapes(backbone, x).items():
+    for name, (s1, s2) in (shapes or mask_shapes(backbone, x)).items():
         block: SparseBottleneck = backbone.get_submodule(name)
         if block.is_dense:
             continue

@@ -18,6 +18,7 @@ window (G(3, 0) = 4e-18). A learned, smaller s keeps more taps automatically.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -101,9 +102,12 @@ def plan_interpolation(
     values = (weight / norm[:, None])[valid_mat]
     crow = torch.zeros(targets.numel() + 1, dtype=torch.long, device=mask.device)
     crow[1:] = valid_mat.sum(1).cumsum(0)
-    matrix = torch.sparse_csr_tensor(
-        crow, col_mat[valid_mat], values, size=(targets.numel(), num_sources)
-    )
+    with warnings.catch_warnings():  # torch flags CSR tensors as beta on every construction
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        matrix = torch.sparse_csr_tensor(
+            crow, col_mat[valid_mat], values, size=(targets.numel(), num_sources),
+            check_invariants=False,  # built sorted and in range above
+        )
     keep = None if binary else 1 - flat_mask[targets]
     return InterpolationPlan(targets, matrix, den / norm, keep)
 
