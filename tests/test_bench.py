@@ -61,7 +61,7 @@ def test_peak_memory_sees_a_temporary_allocation():
 def test_bench_writes_rows_for_every_part_and_density(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", str(SPARSE_CPU), "--inputs", "64x128", "--densities", "1.0", "0.3",
-               "--repeats", "1", "--warmup", "0", "--threads", "1", "--train",
+               "--repeats", "1", "--threads", "1", "--train", "--crossover",
                "--train-crop", "32x64", "--train-batch", "2", "--out", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
@@ -74,6 +74,7 @@ def test_bench_writes_rows_for_every_part_and_density(tmp_path, capsys):
         assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
     for row in inference:
         assert row["realization"] == pytest.approx(row["speedup"] * row["flops_ratio"])
+        assert row["gather_ms"] > 0  # --crossover
     by_density = {(r["part"], r["density"]): r for r in inference}
     # executed GFLOPs: the mask predictors at density 1, well under dense at 0.3
     assert 1.0 < by_density["backbone", 1.0]["flops_ratio"] < 1.05

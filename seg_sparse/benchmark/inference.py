@@ -46,6 +46,7 @@ class InferenceRow:
     dense_ms: float
     masked_ms: float
     sparse_ms: float
+    gather_ms: float | None  # execution='sparse' (gathers at any density), with crossover
     speedup: float
     flops_ratio: float
     realization: float
@@ -107,12 +108,18 @@ def benchmark_inference(
     densities: Sequence[float],
     parts: Sequence[str] = PARTS,
     repeats: int = 5,
-    warmup: int = 1,
+    warmup: int = 0,
     image: torch.Tensor | None = None,
     memory: bool = True,
+    crossover: bool = False,
 ) -> list[InferenceRow]:
     """Rows for every input size x part x density (plus the checkpoint's own masks when
-    ``image`` is given: a (1, 3, H, W) preprocessed image, resized to each input size)."""
+    ``image`` is given: a (1, 3, H, W) preprocessed image, resized to each input size).
+
+    Each model's path runs once untimed before the rounds (weight folding, allocator);
+    ``warmup`` adds untimed rounds of every run. ``crossover`` also times execution='sparse'
+    (gathering at every density), the figures behind ``'auto'``'s per-layer choice.
+    """
     device = next(sparse_model.parameters()).device
     threads = torch.get_num_threads()
     rows = []
@@ -130,6 +137,11 @@ def benchmark_inference(
             for key, masks in mask_sets.items():
                 fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked")
                 fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto")
+                if crossover:
+                    fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse")
+            first = next(iter(mask_sets))
+            for name in ("dense", f"masked@{first}", f"sparse@{first}"):
+                fns[name]()
             desc = f"bench {part} {h}x{w} ({len(fns)} runs x {warmup + repeats} rounds)"
             with tqdm(total=1, desc=desc, unit="table", leave=False):
                 ms = alternated_medians(fns, repeats, warmup, device)
@@ -143,7 +155,8 @@ def benchmark_inference(
                     input=f"{h}x{w}", part=part, density=key,
                     mean_density=sum(d1 + d2 for d1, d2 in values) / (2 * len(values)),
                     dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
-                    sparse_ms=ms[f"sparse@{key}"], speedup=speedup, flops_ratio=ratio,
+                    sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
+                    speedup=speedup, flops_ratio=ratio,
                     realization=speedup * ratio, dense_peak_mb=dense_peak,
                     sparse_peak_mb=_mb(peak_memory_bytes(sparse_fn, device)) if memory else None,
                     device=str(device), threads=threads,

@@ -40,13 +40,18 @@ def _mb(value: float | None) -> str:
 
 
 def format_inference(rows: Sequence[InferenceRow]) -> str:
+    crossover = any(r.gather_ms is not None for r in rows)
     header = ["input", "part", "density", "mean d", "dense ms", "masked ms", "sparse ms",
-              "speedup", "FLOPs ratio", "realization", "dense MB", "sparse MB"]
-    body = [[r.input, r.part, r.density if isinstance(r.density, str) else f"{r.density:.2f}",
-             f"{r.mean_density:.3f}", f"{r.dense_ms:.1f}", f"{r.masked_ms:.1f}",
-             f"{r.sparse_ms:.1f}", f"{r.speedup:.2f}x", f"{r.flops_ratio:.3f}",
-             f"{r.realization:.2f}", _mb(r.dense_peak_mb), _mb(r.sparse_peak_mb)]
-            for r in rows]
+              *(["gather ms"] if crossover else []), "speedup", "FLOPs ratio", "realization",
+              "dense MB", "sparse MB"]
+    body = []
+    for r in rows:
+        gather = [f"{r.gather_ms:.1f}" if r.gather_ms is not None else "-"] if crossover else []
+        body.append([
+            r.input, r.part, r.density if isinstance(r.density, str) else f"{r.density:.2f}",
+            f"{r.mean_density:.3f}", f"{r.dense_ms:.1f}", f"{r.masked_ms:.1f}",
+            f"{r.sparse_ms:.1f}", *gather, f"{r.speedup:.2f}x", f"{r.flops_ratio:.3f}",
+            f"{r.realization:.2f}", _mb(r.dense_peak_mb), _mb(r.sparse_peak_mb)])
     return table(header, body)
 
 

@@ -92,7 +92,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         default=["backbone", "segmentor"], help="what to time")
     parser.add_argument("--repeats", type=_positive, default=5,
                         help="timed rounds per configuration; medians are reported (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed rounds of every run before the timed ones (default 0; "
+                        "each model runs once untimed anyway)")
+    parser.add_argument("--crossover", action="store_true",
+                        help="also time execution='sparse' (gathering at every density): where "
+                        "it loses to 'auto' is the crossover behind auto's choice")
     parser.add_argument("--threads", type=_positive,
                         help="torch intra-op threads (default: torch's choice; always printed)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -153,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     image = _load_image(models.sparse, args.image) if args.image else None
     inference = benchmark_inference(
         models.sparse, models.dense, settings["inputs"], settings["densities"], args.parts,
-        settings["repeats"], args.warmup, image=image, memory=not args.no_memory)
+        settings["repeats"], args.warmup, image=image, memory=not args.no_memory,
+        crossover=args.crossover)
     print(format_inference(inference))
     rows += [r.to_dict() for r in inference]
     if args.train:

@@ -377,14 +377,15 @@ def deform_conv2d(
     k = i * kw + j of offset group g; mask (B, G_off * kh * kw, H_out, W_out). The result has
     the input's memory format (channels-last input: channels-last output, no layout copies).
 
-    ``use_taps``: None (default) runs the faster implementation for the input's device: the
+    ``use_taps``: None (default) runs the faster implementation for the input's device (and
+    torchvision's while ``torch.jit`` traces, so tracing tools see the standard op): the
     taps on CPU (5-8x faster than torchvision's kernel at 128-512 channels, forward and
     backward), torchvision's kernel on the device types in ``TORCHVISION_DEVICES`` (CUDA: 2-5x
     faster than the taps on an H100); True / False force the taps / torchvision's kernel.
     Measurements: docs/deform_conv.md.
     """
-    if use_taps is None:
-        use_taps = input.device.type not in TORCHVISION_DEVICES
+    if use_taps is None:  # tracers (mmengine's FLOP counter, ONNX) see torchvision's op
+        use_taps = input.device.type not in TORCHVISION_DEVICES and not torch.jit.is_tracing()
     if not use_taps:
         return tv_ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
     if input.dim() != 4 or offset.dim() != 4:
@@ -499,3 +500,13 @@ def conv2d_at(
     geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
     _check_positions(positions, b * geom.out_h * geom.out_w)
     return _run(table, geom, positions.long(), positions.shape[0], None, None, weight, bias)
+
+
+class DeformConv2d(tv_ops.DeformConv2d):
+    """``torchvision.ops.DeformConv2d`` (same arguments, parameters and state-dict keys) that
+    computes with :func:`deform_conv2d`: a module call, so forward hooks (the FLOPs counter)
+    see it."""
+
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, mask)
