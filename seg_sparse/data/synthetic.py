@@ -209,6 +209,17 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     }
 
 
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """Output root, split sizes, image size and seed (shared with the COCO-layout generator)."""
+    parser.add_argument("root", help="output directory (new or holding only samples this run "
+                                     "rewrites)")
+    parser.add_argument("--num-train", type=int, default=20, help="train images (default 20)")
+    parser.add_argument("--num-val", type=int, default=5, help="val images (default 5)")
+    parser.add_argument("--height", type=int, default=256, help="image height (default 256)")
+    parser.add_argument("--width", type=int, default=512, help="image width (default 512)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -218,13 +229,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog="example:\n  %(prog)s data/synthetic_cityscapes --num-train 20 --num-val 5 "
                "--height 256 --width 512 --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="output directory (new or holding only samples this run "
-                                     "rewrites)")
-    parser.add_argument("--num-train", type=int, default=20, help="train images (default 20)")
-    parser.add_argument("--num-val", type=int, default=5, help="val images (default 5)")
-    parser.add_argument("--height", type=int, default=256, help="image height (default 256)")
-    parser.add_argument("--width", type=int, default=512, help="image width (default 512)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_scene_arguments(parser)
     parser.add_argument("--train-cities", nargs="+", metavar="CITY",
                         help=f"train city names (default: {' '.join(DEFAULT_CITIES['train'])})")
     parser.add_argument("--val-cities", nargs="+", metavar="CITY",
