@@ -8,6 +8,8 @@ reports with that metric.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os.path as osp
 import sys
 from collections.abc import Iterator, Sequence
@@ -236,7 +238,8 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
     done = 0
     with tqdm(total=num_images, desc="measuring densities", unit="img") as bar:
         for batch in loader:
-            outputs = model.test_step(batch)[: num_images - done]
+            with torch.no_grad():  # as mmengine's test loop (detections keep no graph)
+                outputs = model.test_step(batch)[: num_images - done]
             metric.process(batch, [o.to_dict() for o in outputs])
             done += len(outputs)
             bar.update(len(outputs))
@@ -249,7 +252,8 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
     level = logger.level
     logger.setLevel("WARNING")  # the metric's tables: this command prints its own
     try:
-        metrics = unprefixed(metric.evaluate(done))
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its summary
+            metrics = unprefixed(metric.evaluate(done))
     finally:
         logger.setLevel(level)
     if "sampling_densities" not in metrics:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from seg_sparse.sampling import GaussianInterpolation
+from seg_sparse.sampling import GaussianInterpolation, set_sampling_generator
 
 from .counter import count_flops
 from .report import Densities, FlopsReport
@@ -49,7 +49,8 @@ def count_flops_on_meta(model: nn.Module, input_shape: tuple[int, int],
     on a meta-device copy; falls back to the normal forward if the model needs real values."""
     try:
         shadow = copy.deepcopy(model).to("meta")
+        set_sampling_generator(shadow, None)  # a seeded CPU generator cannot draw meta noise
         with _interpolation_passed_through(shadow):
             return count_flops(shadow, input_shape, densities)
-    except (NotImplementedError, RuntimeError):
+    except (NotImplementedError, RuntimeError, ValueError, TypeError):
         return count_flops(model, input_shape, densities)
