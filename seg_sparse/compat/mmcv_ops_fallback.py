@@ -166,6 +166,17 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
 
+class _OpsPackage(types.ModuleType):
+    """The fallback package. Importing a submodule makes Python set it as an attribute of the
+    package; where mmcv exports an op of the same name (``nms``, ``roi_align``,
+    ``point_sample``) the op is kept, as mmcv's own ``__init__`` leaves it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in mmcv_exports():
+            return
+        super().__setattr__(name, value)
+
+
 def _package_getattr(name: str) -> Any:
     """Top-level ``mmcv.ops.<name>``: through the submodule mmcv defines it in."""
     target = mmcv_exports().get(name)
@@ -210,7 +221,7 @@ def install() -> bool:
         return False
     import mmcv
 
-    module = types.ModuleType(PACKAGE, __doc__)
+    module = _OpsPackage(PACKAGE, __doc__)
     module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=None, is_package=True)
     module.__path__ = []  # a package: submodules come from _SubmoduleFinder only
     for names in PROVIDED.values():

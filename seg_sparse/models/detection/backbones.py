@@ -55,6 +55,12 @@ class SparseDetResNet(_SparseResNetMixin, ResNet):
                                      max_iters), kwargs)
         super().__init__(**kwargs)
 
+    def train(self, mode: bool = True) -> SparseDetResNet:
+        """mmdet's ``train`` (frozen stages, ``norm_eval``), returning the module as
+        ``nn.Module.train`` does (mmdet's returns None, which breaks ``model.eval()`` chains)."""
+        super().train(mode)
+        return self
+
 
 @MODELS.register_module()
 class SparseDetResNeXt(SparseDetResNet):
