@@ -28,25 +28,18 @@ from seg_sparse.flops import count_flops
 from seg_sparse.models import SparseDetResNet
 from seg_sparse.sampling import sparse_blocks
 
-H, W = 64, 128
+pytest_plugins = ("det_support",)
+H, W = 64, 128  # det_support's synthcoco: 3 train / 2 val scenes of 64x128, seed 0
 
 
-@pytest.fixture(scope="module")
-def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("coco")
-    generate_synthetic_coco(root, num_train=3, num_val=2, height=H, width=W, seed=0,
-                            show_progress=False)
-    return root
-
-
-def test_layout_and_a_valid_instances_file(coco_root: Path):
+def test_layout_and_a_valid_instances_file(synthcoco: Path):
     for split, n in (("train", 3), ("val", 2)):
-        coco = COCO(str(coco_root / f"annotations/instances_{split}2017.json"))
+        coco = COCO(str(synthcoco / f"annotations/instances_{split}2017.json"))
         assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
         ids = sorted(coco.getImgIds())
         assert ids == list(range(FIRST_ID[split], FIRST_ID[split] + n))
         for image in coco.loadImgs(ids):
-            with Image.open(coco_root / f"{split}2017" / image["file_name"]) as im:
+            with Image.open(synthcoco / f"{split}2017" / image["file_name"]) as im:
                 assert im.size == (image["width"], image["height"]) == (W, H)
         anns = coco.loadAnns(coco.getAnnIds())
         assert anns and len({a["id"] for a in anns}) == len(anns)
@@ -72,17 +65,17 @@ def test_boxes_follow_the_label_maps_occlusion():
     assert all(a["area"] in car_areas for a in cars)
 
 
-def test_reproducible_and_refuses_stale_files(tmp_path: Path, coco_root: Path):
+def test_reproducible_and_refuses_stale_files(tmp_path: Path, synthcoco: Path):
     again = tmp_path / "again"
     generate_synthetic_coco(again, num_train=3, num_val=2, height=H, width=W, seed=0,
                             show_progress=False)
     for rel in ("annotations/instances_val2017.json", "val2017/000001000002.jpg"):
-        assert (again / rel).read_bytes() == (coco_root / rel).read_bytes()
+        assert (again / rel).read_bytes() == (synthcoco / rel).read_bytes()
     other = tmp_path / "other"
     generate_synthetic_coco(other, num_train=1, num_val=2, height=H, width=W, seed=1,
                             show_progress=False)
     assert (other / "val2017/000001000001.jpg").read_bytes() != \
-        (coco_root / "val2017/000001000001.jpg").read_bytes()
+        (synthcoco / "val2017/000001000001.jpg").read_bytes()
     with pytest.raises(FileExistsError, match="would not write"):
         generate_synthetic_coco(again, num_train=1, num_val=1, height=H, width=W,
                                 show_progress=False)
@@ -107,8 +100,8 @@ def predictions_from_ground_truth(ann_file: Path, image_ids: list[int]) -> list[
     return samples
 
 
-def test_metric_scores_ground_truth_perfectly_with_backbone_gflops(coco_root: Path):
-    ann_file = coco_root / "annotations/instances_val2017.json"
+def test_metric_scores_ground_truth_perfectly_with_backbone_gflops(synthcoco: Path):
+    ann_file = synthcoco / "annotations/instances_val2017.json"
     metric = SparseCocoMetric(ann_file=str(ann_file))
     metric.dataset_meta = {"classes": CLASSES}
     backbone = SparseDetResNet(depth=50, base_channels=8)

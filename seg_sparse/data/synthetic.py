@@ -166,6 +166,18 @@ def _check_no_stale_files(root: Path, planned: set[Path]) -> None:
             "(the dataset would load them along with the new samples)")
 
 
+def check_generation_args(num_train: object, num_val: object, height: object, width: object,
+                          seed: object) -> tuple[dict[str, int], int, int, int]:
+    """Validated (counts per split, height, width, seed) of a generator call (shared with the
+    COCO-layout generator)."""
+    counts = {"train": _check_int("num_train", num_train, 0),
+              "val": _check_int("num_val", num_val, 0)}
+    if sum(counts.values()) == 0:
+        raise ValueError("num_train + num_val must be at least 1")
+    return (counts, _check_int("height", height, MIN_SIZE, MAX_SIZE),
+            _check_int("width", width, MIN_SIZE, MAX_SIZE), _check_int("seed", seed, 0))
+
+
 def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val: int = 5,
                                   height: int = 256, width: int = 512, seed: int = 0,
                                   cities: Mapping[str, Sequence[str]] | None = None,
@@ -176,13 +188,7 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     split). Rerunning with the same arguments rewrites identical files. Returns a summary:
     root, counts per split, cities, size, seed and the pixel count of every trainId.
     """
-    counts = {"train": _check_int("num_train", num_train, 0),
-              "val": _check_int("num_val", num_val, 0)}
-    if sum(counts.values()) == 0:
-        raise ValueError("num_train + num_val must be at least 1")
-    height = _check_int("height", height, MIN_SIZE, MAX_SIZE)
-    width = _check_int("width", width, MIN_SIZE, MAX_SIZE)
-    seed = _check_int("seed", seed, 0)
+    counts, height, width, seed = check_generation_args(num_train, num_val, height, width, seed)
     city_names = _check_cities(cities)
     root = Path(root)
     if root.exists() and not root.is_dir():

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from .synthetic import MAX_SIZE, MIN_SIZE, SPLITS, _check_int, add_scene_arguments, render_sample
+from .synthetic import SPLITS, add_scene_arguments, check_generation_args, render_sample
 
 #: COCO categories of the synthetic set; ids are fixed so annotation files stay comparable.
 CATEGORIES = (
@@ -103,13 +103,7 @@ def generate_synthetic_coco(root: str | Path, num_train: int = 20, num_val: int 
 
     Returns a summary: root, images and boxes per split, boxes per category, size and seed.
     """
-    counts = {"train": _check_int("num_train", num_train, 0),
-              "val": _check_int("num_val", num_val, 0)}
-    if sum(counts.values()) == 0:
-        raise ValueError("num_train + num_val must be at least 1")
-    height = _check_int("height", height, MIN_SIZE, MAX_SIZE)
-    width = _check_int("width", width, MIN_SIZE, MAX_SIZE)
-    seed = _check_int("seed", seed, 0)
+    counts, height, width, seed = check_generation_args(num_train, num_val, height, width, seed)
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"output root {root} exists and is not a directory")
