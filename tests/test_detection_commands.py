@@ -137,19 +137,24 @@ def test_analysis_commands_on_a_detector(trained_detector, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_detection_drawing_in_the_prediction_panel():
+def test_detection_panel_draws_confident_boxes_in_class_colours():
     import numpy as np
+    from mmengine.structures import InstanceData
 
-    from seg_sparse.visualization import draw_detections, mask_overlay_figure
+    from seg_sparse.visualization import detection_panel, mask_overlay_figure
 
+    cfg = {"val_dataloader": {"dataset": {"metainfo": {
+        "classes": ("person", "car"), "palette": [(255, 0, 0), (0, 255, 0)]}}}}
     image = np.full((40, 60, 3), 100, np.uint8)
-    palette = np.array([[255, 0, 0], [0, 255, 0]], np.uint8)
-    drawn = draw_detections(image, np.array([[5.0, 5.0, 30.0, 20.0]]), np.array([1]), palette)
+    instances = InstanceData(bboxes=torch.tensor([[5.0, 5.0, 30.0, 20.0], [40, 2, 55, 30]]),
+                             scores=torch.tensor([0.9, 0.2]), labels=torch.tensor([1, 0]))
+    drawn, legend = detection_panel(image, instances, cfg)
     assert tuple(drawn[5, 10]) == (0, 255, 0) and tuple(drawn[12, 15]) == (100, 100, 100)
+    assert tuple(drawn[2, 45]) == (100, 100, 100)  # the 0.2 box is below the threshold
+    assert legend["class_names"] == ["car"] and legend["palette"].tolist() == [[0, 255, 0]]
     masks = {"layer1.0": (np.ones((40, 60)), np.zeros((40, 60)), 1.0, 0.0)}
-    fig = mask_overlay_figure(image, drawn, masks, palette=palette[1:], class_names=["car"])
-    legend = fig.axes[2].get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == ["car"]
+    fig = mask_overlay_figure(image, drawn, masks, **legend)
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == ["car"]
 
 
 @pytest.mark.parametrize("option", ["--out", "--cityscapes-eval"])

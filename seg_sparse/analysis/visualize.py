@@ -4,7 +4,7 @@ For each image: one figure with the image, the prediction and mask1 / mask2 of t
 blocks over the image (:func:`seg_sparse.visualization.mask_overlay_figure`), and one figure of
 a single block under the stochastic (Bernoulli(p), the paper) and the deterministic (p >= 0.5)
 test-time sampler (the same weights; only the test-time draw differs). For a detector the
-prediction panel shows its boxes with a score of at least :data:`BOX_SCORE_THRESHOLD`.
+prediction panel shows its confident boxes (:func:`seg_sparse.visualization.detection_panel`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from mmengine.config import Config
 
 from seg_sparse.visualization import (
+    detection_panel,
     mask_overlay_figure,
     predict_with_masks,
     resolve_blocks,
@@ -29,8 +30,6 @@ from seg_sparse.visualization import (
 from .loading import LoadedModel, set_sampling_seed
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-#: Detections drawn in the prediction panel (mmdet's visualizer default).
-BOX_SCORE_THRESHOLD = 0.3
 
 
 def find_images(image_or_dir: str) -> list[str]:
@@ -132,7 +131,7 @@ def visualize_images(
             image = _match(image, prediction.shape)
             legend = {}
         else:
-            prediction, legend = _detection_picture(image, sample, loaded.cfg)
+            prediction, legend = detection_panel(image, sample.pred_instances, loaded.cfg)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
         mask_overlay_figure(
@@ -151,36 +150,6 @@ def visualize_images(
         written.append(ImageFigures(path, masks_png, comparison_png,
                                     {n: (m.density1, m.density2) for n, m in masks.items()}))
     return written
-
-
-def detection_classes(cfg: Config) -> tuple[tuple[str, ...], np.ndarray]:
-    """Class names and colours of a detection config: its dataset's ``metainfo`` (else COCO's
-    80 classes), colours from the metainfo palette, COCO's, or matplotlib's tab20."""
-    from matplotlib import colormaps
-    from mmdet.datasets import CocoDataset
-
-    loader = cfg.get("test_dataloader") or cfg.get("val_dataloader") or {}
-    metainfo = loader.get("dataset", {}).get("metainfo") or {}
-    coco = CocoDataset.METAINFO
-    classes = tuple(metainfo.get("classes") or coco["classes"])
-    palette = metainfo.get("palette") or (coco["palette"] if classes == coco["classes"] else None)
-    if palette is None:
-        tab = colormaps["tab20"].colors
-        palette = [[round(255 * c) for c in tab[i % len(tab)]] for i in range(len(classes))]
-    return classes, np.asarray(palette, np.uint8)
-
-
-def _detection_picture(image: np.ndarray, sample, cfg: Config) -> tuple[np.ndarray, dict]:
-    """(the image with the confident boxes drawn, legend arguments of the detected classes)."""
-    from seg_sparse.visualization import draw_detections
-
-    classes, palette = detection_classes(cfg)
-    pred = sample.pred_instances
-    keep = (pred.scores >= BOX_SCORE_THRESHOLD).cpu().numpy()
-    bboxes, labels = pred.bboxes.cpu().numpy()[keep], pred.labels.cpu().numpy()[keep]
-    present = sorted(set(labels.tolist()))
-    return draw_detections(image, bboxes, labels, palette), {
-        "class_names": [classes[i] for i in present], "palette": palette[present]}
 
 
 def _match(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

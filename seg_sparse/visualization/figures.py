@@ -77,21 +77,6 @@ def colorize(prediction: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_detections(image_rgb: np.ndarray, bboxes: np.ndarray, labels: np.ndarray,
-                    palette: np.ndarray) -> np.ndarray:
-    """The image with one rectangle per box ``(x1, y1, x2, y2)`` in its class colour."""
-    from PIL import Image, ImageDraw
-
-    picture = Image.fromarray(_check_image(image_rgb))
-    draw = ImageDraw.Draw(picture)
-    width = max(1, round(min(picture.size) / 150))
-    colors = check_palette(palette, int(np.max(labels, initial=0)) + 1)
-    for box, label in zip(np.asarray(bboxes, np.float64), np.asarray(labels, np.int64)):
-        draw.rectangle([float(v) for v in box], outline=tuple(int(c) for c in colors[label]),
-                       width=width)
-    return np.asarray(picture)
-
-
 def _hide_ticks(ax: Axes) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -199,7 +184,8 @@ def mask_overlay_figure(
     [0, 1] at image size, e.g. from :func:`collect_block_masks`): mask1 and mask2 over the
     image, titled with block name and density. Written to ``out_path`` (PNG) when given.
     ``prediction`` may also be a picture already drawn, (H, W, 3) (detections from
-    :func:`draw_detections`); its legend then lists ``class_names`` in ``palette``'s colours.
+    :func:`~seg_sparse.visualization.draw_detections`); its legend then lists ``class_names``
+    in ``palette``'s colours.
     """
     image = _check_image(image_rgb)
     prediction = np.asarray(prediction)
