@@ -33,7 +33,7 @@ EPILOG = """examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
-        help="evaluate a checkpoint (mIoU table, metrics.json, optional official eval)",
+        help="evaluate a checkpoint (mIoU or COCO mAP, metrics.json, optional official eval)",
         description="Evaluate a checkpoint with mmengine's Runner (like mmseg's tools/test.py).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
