@@ -68,6 +68,8 @@ def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> f
     if kind not in GFLOPS_KINDS:
         raise ValueError(f"GFLOPs kind must be one of {GFLOPS_KINDS}, got {kind!r}")
     metrics = _metrics(data)
+    # mmdet metrics prefix their keys ("coco/gflops_backbone_sparse")
+    metrics = {**{k.rsplit("/", 1)[-1]: v for k, v in metrics.items()}, **metrics}
     for key in (f"gflops_{kind}_sparse", f"gflops_{kind}_dense", f"gflops_{kind}"):
         if metrics.get(key) is not None:
             return float(metrics[key])
@@ -76,7 +78,8 @@ def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> f
             return float(data[section][kind])
     raise ResultFileError(
         f"result '{path}' has no GFLOPs (gflops_{kind}_sparse / gflops_{kind}_dense); "
-        "evaluate with the sparse metric (test_evaluator type 'SparseIoUMetric' and "
+        "evaluate with the sparse metric (test_evaluator type 'SparseIoUMetric' or "
+        "'SparseCocoMetric', and "
         "custom_hooks SparseFlopsHook) or use `seg-sparse flops --checkpoint`")
 
 

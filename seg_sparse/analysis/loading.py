@@ -8,6 +8,8 @@ reports with that metric.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os.path as osp
 import sys
 from collections.abc import Iterator, Sequence
@@ -39,13 +41,15 @@ class Evaluation:
     """One evaluation on (the first ``num_images`` of) the validation set.
 
     ``densities``: backbone block name -> mean (d1, d2) over images (dense blocks: (1, 1));
-    ``flops``: the model's MAC profile at the evaluated input size, with those densities.
+    ``flops``: the model's MAC profile at the evaluated input size, with those densities;
+    ``metric``: what ``miou`` holds -- ``mIoU``, or ``mAP`` (COCO bbox mAP in %) for detection.
     """
 
     num_images: int
     miou: float
     densities: dict[str, tuple[float, float]]
     flops: FlopsReport
+    metric: str = "mIoU"
 
     @property
     def gflops_backbone(self) -> float:
@@ -67,7 +71,7 @@ class Evaluation:
         """JSON-ready scalars."""
         return {
             "num_images": self.num_images,
-            "mIoU": self.miou,
+            self.metric: self.miou,
             "gflops_backbone": self.gflops_backbone,
             "gflops_head": self.flops.head_gflops,
             "gflops_total": self.gflops_total,
@@ -105,7 +109,7 @@ def load_model(
 
 def evaluate(loaded: LoadedModel, num_images: int | None = None,
              seed: int | None = 0) -> Evaluation:
-    """mIoU, per-block densities and GFLOPs on the first ``num_images`` validation images
+    """mIoU (mAP), per-block densities and GFLOPs on the first ``num_images`` validation images
     (all of them when None), with the sparse metric of ``seg-sparse test``.
 
     Stochastic masks are drawn from a generator seeded with ``seed`` (None: torch's global
@@ -127,7 +131,8 @@ def evaluate(loaded: LoadedModel, num_images: int | None = None,
     densities = dict(report.densities or {})
     for block in report.blocks:  # dense blocks are implicit (1, 1) in the report
         densities.setdefault(block.name, (1.0, 1.0))
-    return Evaluation(info["num_images"], float(info["mIoU"]), densities, report)
+    return Evaluation(info["num_images"], float(info[info["metric"]]), densities, report,
+                      info["metric"])
 
 
 def set_sampling_seed(model: nn.Module, seed: int | None) -> None:
@@ -173,9 +178,9 @@ def load_config(config: str, cfg_options: dict | None = None,
     if data_root:
         if not osp.isdir(data_root):
             raise CommandError(f"--data-root '{data_root}' is not a directory")
-        for loader in ("val_dataloader", "test_dataloader"):
-            if cfg.get(loader) is not None:
-                cfg[loader].dataset.data_root = data_root
+        from seg_sparse.tasks import set_data_root
+
+        set_data_root(cfg, data_root, ("val_dataloader", "test_dataloader"))
     return cfg
 
 
@@ -208,13 +213,15 @@ def load_weights(model: nn.Module, path: str, trust: bool) -> None:
 def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:
     """Run ``model`` on the first ``num_images`` validation images.
 
-    Returns ({num_images, measured_input_shape, mIoU, densities (mean per block)}, the
-    :class:`SparseIoUMetric` used, which caches the FLOPs profile of the measured shape).
+    Returns ({num_images, measured_input_shape, metric (name of the accuracy: mIoU, or mAP
+    for detection), <metric>, densities (mean per block)}, the sparse metric used
+    (:func:`seg_sparse.tasks.density_metric`), which caches the FLOPs profile of the measured
+    shape).
     """
     from mmengine.runner import Runner
     from tqdm import tqdm
 
-    from seg_sparse.evaluation import SparseIoUMetric
+    from seg_sparse.tasks import accuracy, density_metric, unprefixed
 
     loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
     if loader_cfg is None:
@@ -228,12 +235,13 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
     if len(dataset) == 0:
         raise CommandError("the validation dataset is empty; check --data-root")
     num_images = min(num_images, len(dataset))
-    metric = SparseIoUMetric(ignore_index=_ignore_index(cfg))
+    metric = density_metric(cfg)
     metric.dataset_meta = dataset.metainfo
     done = 0
     with tqdm(total=num_images, desc="measuring densities", unit="img") as bar:
         for batch in loader:
-            outputs = model.test_step(batch)[: num_images - done]
+            with torch.no_grad():  # as mmengine's test loop (detections keep no graph)
+                outputs = model.test_step(batch)[: num_images - done]
             metric.process(batch, [o.to_dict() for o in outputs])
             done += len(outputs)
             bar.update(len(outputs))
@@ -246,24 +254,22 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
     level = logger.level
     logger.setLevel("WARNING")  # the metric's tables: this command prints its own
     try:
-        metrics = metric.evaluate(done)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its summary
+            metrics = unprefixed(metric.evaluate(done))
     finally:
         logger.setLevel(level)
     if "sampling_densities" not in metrics:
         raise CommandError("the model reports no sampling densities (is it a "
-                           "SparseEncoderDecoder?); run without --checkpoint for dense GFLOPs")
+                           "SparseEncoderDecoder / SparseFasterRCNN?); run without --checkpoint "
+                           "for dense GFLOPs")
     measured_shape = metric.last_report.input_shape if metric.last_report else None
+    name, value = accuracy(cfg, metrics)
     info = {
         "num_images": done,
         "measured_input_shape": list(measured_shape) if measured_shape else None,
-        "mIoU": round(float(metrics["mIoU"]), 2),
+        "metric": name,
+        name: round(value, 2),
         "densities": {k: tuple(v) for k, v in metrics["sampling_densities"].items()},
     }
     return info, metric
 
-
-def _ignore_index(cfg: Config) -> int:
-    evaluator = cfg.get("val_evaluator") or {}
-    if isinstance(evaluator, (list, tuple)):
-        evaluator = evaluator[0] if evaluator else {}
-    return int(evaluator.get("ignore_index", 255))

@@ -142,7 +142,7 @@ class PruneRow:
             "conv_sparsity": self.stats.conv_sparsity,
             "model_params": self.stats.model_params,
             "model_params_nonzero": self.stats.model_params_nonzero,
-            "mIoU": self.evaluation.miou,
+            self.evaluation.metric: self.evaluation.miou,
             "gflops_backbone": executed("backbone_sparse", "backbone_dense"),
             "gflops_total": executed("total_sparse", "total_dense"),
             "gflops_backbone_unpruned": self.evaluation.gflops_backbone,
@@ -157,9 +157,15 @@ class PruneResult:
     checkpoint: str
     rows: list[PruneRow]
 
+    @property
+    def metric(self) -> str:
+        """Name of the accuracy in the rows: mIoU, or mAP for detection."""
+        return self.rows[0].evaluation.metric
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
+            "metric": self.metric,
             "checkpoint": self.checkpoint,
             "pruned": "backbone conv weights except DCN offset convs and mask predictors "
                       "(global L1 unstructured)",
@@ -169,15 +175,16 @@ class PruneResult:
         }
 
     def format_table(self) -> str:
+        metric = self.metric
         header = ["ratio", "conv sparsity", "params (M)", "nonzero params (M)",
-                  "GFLOPs backbone", "GFLOPs total", "mIoU"]
+                  "GFLOPs backbone", "GFLOPs total", metric]
         rows = []
         for row in self.rows:
             d = row.to_dict()
             rows.append([f"{d['ratio']:.2f}", f"{d['conv_sparsity']:.3f}",
                          f"{d['model_params'] / 1e6:.3f}",
                          f"{d['model_params_nonzero'] / 1e6:.3f}",
-                         d["gflops_backbone"], d["gflops_total"], f"{d['mIoU']:.2f}"])
+                         d["gflops_backbone"], d["gflops_total"], f"{d[metric]:.2f}"])
         title = ("Global L1 pruning of backbone convs (GFLOPs count non-zero weights only; "
                  f"{self.rows[0].evaluation.num_images} images)")
         return title + "\n" + table(header, rows)

@@ -79,7 +79,7 @@ def format_sparsity_table(models: list[ModelSparsity]) -> str:
             row += [block.conv_densities[c] if block else "-" for c in CONVS]
         rows.append(row)
     legend = "\n".join(
-        f"[{i}] {m.label}: mIoU {m.evaluation.miou:.2f}, backbone GFLOPs "
+        f"[{i}] {m.label}: {m.evaluation.metric} {m.evaluation.miou:.2f}, backbone GFLOPs "
         f"{m.evaluation.gflops_backbone:.3f} (dense {m.evaluation.flops.backbone_dense:.3f}), "
         f"mean density {m.evaluation.mean_density:.3f}, {m.evaluation.num_images} images"
         for i, m in enumerate(models))

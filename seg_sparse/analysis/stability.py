@@ -23,7 +23,7 @@ from .loading import (
 )
 from .output import table
 
-#: Scalars of each run that get a mean and std.
+#: Scalars of each run that get a mean and std (the first: the accuracy, mIoU or mAP).
 FIELDS = ("mIoU", "gflops_backbone", "gflops_total", "mean_density")
 
 
@@ -36,10 +36,15 @@ class StabilityResult:
     seeds: list[int]
     runs: list[Evaluation]
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """:data:`FIELDS` with the runs' accuracy name (mIoU, or mAP for detection)."""
+        return (self.runs[0].metric, *FIELDS[1:])
+
     def stats(self) -> dict[str, dict[str, float]]:
         """field -> {"mean", "std"} (population std, 0 when all runs agree)."""
         out = {}
-        for field in FIELDS:
+        for field in self.fields:
             mean, std = mean_std([run.summary()[field] for run in self.runs])
             out[field] = {"mean": mean, "std": std}
         return out
@@ -56,17 +61,18 @@ class StabilityResult:
         }
 
     def format_table(self) -> str:
+        fields = self.fields
         rows: list[list[Any]] = [
-            [f"run {i + 1} (seed {s})", *(r.summary()[f] for f in FIELDS)]
+            [f"run {i + 1} (seed {s})", *(r.summary()[f] for f in fields)]
             for i, (s, r) in enumerate(zip(self.seeds, self.runs))
         ]
         stats = self.stats()
-        rows.append(["mean", *(stats[f]["mean"] for f in FIELDS)])
-        rows.append(["std", *(stats[f]["std"] for f in FIELDS)])
+        rows.append(["mean", *(stats[f]["mean"] for f in fields)])
+        rows.append(["std", *(stats[f]["std"] for f in fields)])
         prior = "with" if self.grid_prior else "without"
         title = (f"Inference stability: {len(self.runs)} runs, sampler '{self.sampler}', "
                  f"{prior} grid prior, {self.runs[0].num_images} images")
-        return title + "\n" + table(["", *FIELDS], rows)
+        return title + "\n" + table(["", *fields], rows)
 
 
 def run_stability(loaded: LoadedModel, runs: int = 5, num_images: int | None = None,

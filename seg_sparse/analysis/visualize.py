@@ -3,7 +3,8 @@
 For each image: one figure with the image, the prediction and mask1 / mask2 of the chosen
 blocks over the image (:func:`seg_sparse.visualization.mask_overlay_figure`), and one figure of
 a single block under the stochastic (Bernoulli(p), the paper) and the deterministic (p >= 0.5)
-test-time sampler (the same weights; only the test-time draw differs).
+test-time sampler (the same weights; only the test-time draw differs). For a detector the
+prediction panel shows its confident boxes (:func:`seg_sparse.visualization.detection_panel`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from mmengine.config import Config
 
 from seg_sparse.visualization import (
+    detection_panel,
     mask_overlay_figure,
     predict_with_masks,
     resolve_blocks,
@@ -124,12 +126,16 @@ def visualize_images(
         data, image = load_image(pipeline, path)
         set_sampling_seed(model, image_seed)
         sample, masks = predict_with_masks(model, data, shown)
-        prediction = sample.pred_sem_seg.data[0].cpu().numpy()
-        image = _match(image, prediction.shape)
+        if "pred_sem_seg" in sample:
+            prediction = sample.pred_sem_seg.data[0].cpu().numpy()
+            image = _match(image, prediction.shape)
+            legend = {}
+        else:
+            prediction, legend = detection_panel(image, sample.pred_instances, loaded.cfg)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
         mask_overlay_figure(
-            image, prediction, masks, out_path=masks_png,
+            image, prediction, masks, out_path=masks_png, **legend,
             title=f"{osp.basename(path)}: sampled positions ({sampler} sampler, seed "
                   f"{image_seed})\n"
                   f"{title_model}")

@@ -133,11 +133,13 @@ def constructor_arguments(type_: Any) -> set[str]:
 def _resolve_type(type_: Any) -> list[Any]:
     if not isinstance(type_, str):
         return [type_]
+    from mmdet import registry as mmdet_registry
     from mmengine.registry import Registry
     from mmseg import registry as mmseg_registry
 
     found = []
-    for reg in vars(mmseg_registry).values():
+    registries = [*vars(mmseg_registry).values(), *vars(mmdet_registry).values()]
+    for reg in registries:
         if isinstance(reg, Registry):
             try:
                 target = reg.get(type_)

@@ -32,7 +32,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data-root",
-        help="dataset root for the train/val/test dataloaders (sets their dataset.data_root)",
+        help="dataset root for the train/val/test dataloaders (sets their dataset.data_root; "
+        "for detection also the COCO metrics' ann_file)",
     )
     parser.add_argument(
         "--cfg-options",
@@ -65,9 +66,9 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.data_root:
         if not osp.isdir(args.data_root):
             raise CommandError(f"--data-root '{args.data_root}' is not a directory")
-        for loader in DATALOADERS:
-            if cfg.get(loader) is not None:
-                cfg[loader].dataset.data_root = args.data_root
+        from seg_sparse.tasks import set_data_root
+
+        set_data_root(cfg, args.data_root, DATALOADERS)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:

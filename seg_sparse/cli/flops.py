@@ -4,7 +4,9 @@ Without a checkpoint: the dense count of the config's model at ``--shape`` (defa
 validation pipeline's resize, e.g. 1024x2048 for Cityscapes). With ``--checkpoint``: also the
 executed ("sparse") GFLOPs, from the per-block mask densities measured on ``--num-images``
 validation images (averaged over the images and applied at ``--shape``), plus the mIoU on those
-images. Prints a table and writes ``flops.json``.
+images. Detection configs (mmdet): the backbone only, by default at the paper's test size (the
+test resize's sides floored to multiples of 32: 992x1664 for short side 1000), and COCO mAP.
+Prints a table and writes ``flops.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ EPILOG = """examples:
   # a trained sparse model: densities measured on 50 val images, at 512x1024
   seg-sparse flops configs/sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \\
       --checkpoint work_dirs/sparse_w0.1/iter_60000.pth --num-images 50 --shape 512 1024
+  # detection: backbone GFLOPs at 992x1664 (the paper's size for short side 1000)
+  seg-sparse flops configs/faster_rcnn_dcn/faster-rcnn_r101-dcn_fpn_8xb1-1x_coco.py
 """
 
 
@@ -65,16 +69,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def eval_input_shape(cfg: Config) -> tuple[int, int]:
     """(H, W) the validation pipeline (the one densities are measured on; else the test
     pipeline) resizes to: mmcv's ``Resize`` scale is (W, H); with ``keep_ratio`` it is exact
-    for images of the scale's aspect ratio (Cityscapes: 1024x2048)."""
-    loader = cfg.get("val_dataloader") or cfg.get("test_dataloader")
-    pipeline = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline") or []
-    for step in pipeline:
-        if step.get("type") == "Resize" and step.get("scale") is not None:
-            scale = step["scale"]
-            if isinstance(scale, (tuple, list)) and len(scale) == 2:
-                return int(scale[1]), int(scale[0])
-    raise CommandError("cannot derive the input size from the config's val pipeline (no "
-                       "Resize with a (W, H) scale): pass --shape H W")
+    for images of the scale's aspect ratio (Cityscapes: 1024x2048). Detection configs: the
+    paper's test size (:func:`seg_sparse.tasks.detection_test_shape`)."""
+    from seg_sparse.tasks import detection_test_shape, is_detection, test_resize_scale
+
+    scale = test_resize_scale(cfg)
+    if scale is None:
+        raise CommandError("cannot derive the input size from the config's val pipeline (no "
+                           "Resize with a (W, H) scale): pass --shape H W")
+    return detection_test_shape(cfg) if is_detection(cfg) else (scale[1], scale[0])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,20 +93,24 @@ def run(args: argparse.Namespace) -> int:
     shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
     model = build_eval_model(cfg)
 
-    from seg_sparse.flops import count_flops
+    from seg_sparse.tasks import config_task, model_flops
 
-    result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint}
+    result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint,
+                              "task": config_task(cfg)}
     extra_rows: dict[str, Any] = {}
     if args.checkpoint is None:
-        report = count_flops(model, shape)
+        report = model_flops(cfg, model, shape)
     else:
         load_weights(model, args.checkpoint, args.trust_checkpoint)
         measured, metric = measure_densities(model, cfg, args.num_images)
         report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
         result.update(measured)
-        extra_rows[f"mIoU ({measured['num_images']} images)"] = measured["mIoU"]
+        name = measured["metric"]
+        extra_rows[f"{name} ({measured['num_images']} images)"] = measured[name]
     result.update(report.to_dict())
-    print(report.format_table(extra_rows=extra_rows))
+    title = ("Backbone GFLOPs (multiply-accumulates / 1e9; detection: FPN and heads not counted)"
+             if result["task"] == "detection" else None)
+    print(report.format_table(title=title, extra_rows=extra_rows))
 
     out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     from mmengine.utils import mkdir_or_exist

@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "test",
     "gen_data",
+    "gen_coco",
     "convert_cityscapes",
     "flops",
     "visualize",

@@ -4,7 +4,8 @@
 weights (stem, conv1/conv2/conv3, downsample; not the DCN offset convs nor the mask
 predictors), starting from the checkpoint every time. For the unpruned model and each ratio:
 remaining parameters, GFLOPs counting only non-zero weights (each conv's MACs scaled by its
-fraction of non-zero weights, at the measured sampling densities) and mIoU. Works for dense
+fraction of non-zero weights, at the measured sampling densities) and mIoU (COCO mAP for a
+detection config). Works for dense
 and sparse models. Writes ``prune.json``, ``prune.txt`` and ``prune.png``.
 """
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     data = result.to_dict()
     png = osp.join(directory, "prune.png")
     name = osp.splitext(osp.basename(args.config))[0]
-    pruning_chart(data["rows"], png, title=f"Global L1 pruning of backbone convs: {name}")
+    pruning_chart(data["rows"], png, title=f"Global L1 pruning of backbone convs: {name}",
+                  metric=f"{result.metric} (%)", key=result.metric)
     report_written([write_json(directory, "prune.json", data),
                     write_text(directory, "prune.txt", text), png])
     return 0

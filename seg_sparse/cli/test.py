@@ -1,10 +1,11 @@
 """``seg-sparse test CONFIG CHECKPOINT``: evaluate a checkpoint, write metrics and predictions.
 
-Like mmseg's ``tools/test.py``, plus: the checkpoint is checked against the model first
-(mmengine only warns on a mismatch), ``--out`` writes Cityscapes submission PNGs (labelIds,
-``<city>_<seq>_<frame>_leftImg8bit.png``), ``--cityscapes-eval`` adds the official
-cityscapesscripts evaluation next to mmseg's IoUMetric, and the metrics (with per-class IoU)
-are printed as a table and written to ``<work_dir>/metrics.json``.
+Like mmseg's (mmdet's, for a detection config) ``tools/test.py``, plus: the checkpoint is
+checked against the model first (mmengine only warns on a mismatch), ``--out`` writes
+Cityscapes submission PNGs (labelIds, ``<city>_<seq>_<frame>_leftImg8bit.png``),
+``--cityscapes-eval`` adds the official cityscapesscripts evaluation next to mmseg's IoUMetric,
+and the metrics (with per-class IoU for segmentation) are printed as a table and written to
+``<work_dir>/metrics.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ EPILOG = """examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
-        help="evaluate a checkpoint (mIoU table, metrics.json, optional official eval)",
+        help="evaluate a checkpoint (mIoU or COCO mAP, metrics.json, optional official eval)",
         description="Evaluate a checkpoint with mmengine's Runner (like mmseg's tools/test.py).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,6 +80,11 @@ def evaluate(args: argparse.Namespace) -> int:
     """Check the checkpoint against the model, test it, print and write the metrics."""
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    from seg_sparse.tasks import is_detection
+
+    if is_detection(cfg) and (args.out or args.cityscapes_eval):
+        raise CommandError("--out and --cityscapes-eval write / score Cityscapes label maps: "
+                           "they apply to segmentation configs, not to this detection config")
     cfg.test_evaluator = with_cityscapes_metric(cfg, args.out, args.cityscapes_eval)
 
     from mmengine.model import is_model_wrapper
@@ -204,7 +210,7 @@ def format_table(report: dict) -> str:
             score = official.get(name)
             row.append(_percent(None if score is None else score * 100))
         table.add_row(row)
-    lines = [table.get_string()]
+    lines = [table.get_string()] if report["per_class"] else []  # detection: no class IoU
     summary = dict(report["metrics"])
     summary.update({f"official {k}": v for k, v in report.get("cityscapes_official", {}).items()
                     if k != "classScores"})

@@ -27,8 +27,9 @@ EPILOG = """examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
-        help="train a segmentor from a config",
-        description="Train a segmentor with mmengine's Runner (like mmseg's tools/train.py).",
+        help="train a segmentor or detector from a config",
+        description="Train a segmentor or detector with mmengine's Runner (like mmseg's / mmdet's "
+        "tools/train.py).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""Data tools: synthetic street scenes in the Cityscapes layout and the Cityscapes converter.
+"""Data tools: synthetic street scenes (Cityscapes and COCO layouts), the Cityscapes converter.
 
 The public functions are imported lazily so that ``python -m seg_sparse.data.synthetic`` (or
 ``.cityscapes_convert``) does not import its own module twice.
@@ -11,6 +11,7 @@ import importlib
 _EXPORTS = {
     "convert_cityscapes": "cityscapes_convert",
     "generate_synthetic_cityscapes": "synthetic",
+    "generate_synthetic_coco": "synthetic_coco",
 }
 __all__ = list(_EXPORTS)
 

@@ -166,6 +166,18 @@ def _check_no_stale_files(root: Path, planned: set[Path]) -> None:
             "(the dataset would load them along with the new samples)")
 
 
+def check_generation_args(num_train: object, num_val: object, height: object, width: object,
+                          seed: object) -> tuple[dict[str, int], int, int, int]:
+    """Validated (counts per split, height, width, seed) of a generator call (shared with the
+    COCO-layout generator)."""
+    counts = {"train": _check_int("num_train", num_train, 0),
+              "val": _check_int("num_val", num_val, 0)}
+    if sum(counts.values()) == 0:
+        raise ValueError("num_train + num_val must be at least 1")
+    return (counts, _check_int("height", height, MIN_SIZE, MAX_SIZE),
+            _check_int("width", width, MIN_SIZE, MAX_SIZE), _check_int("seed", seed, 0))
+
+
 def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val: int = 5,
                                   height: int = 256, width: int = 512, seed: int = 0,
                                   cities: Mapping[str, Sequence[str]] | None = None,
@@ -176,13 +188,7 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     split). Rerunning with the same arguments rewrites identical files. Returns a summary:
     root, counts per split, cities, size, seed and the pixel count of every trainId.
     """
-    counts = {"train": _check_int("num_train", num_train, 0),
-              "val": _check_int("num_val", num_val, 0)}
-    if sum(counts.values()) == 0:
-        raise ValueError("num_train + num_val must be at least 1")
-    height = _check_int("height", height, MIN_SIZE, MAX_SIZE)
-    width = _check_int("width", width, MIN_SIZE, MAX_SIZE)
-    seed = _check_int("seed", seed, 0)
+    counts, height, width, seed = check_generation_args(num_train, num_val, height, width, seed)
     city_names = _check_cities(cities)
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -209,6 +215,17 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     }
 
 
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """Output root, split sizes, image size and seed (shared with the COCO-layout generator)."""
+    parser.add_argument("root", help="output directory (new or holding only samples this run "
+                                     "rewrites)")
+    parser.add_argument("--num-train", type=int, default=20, help="train images (default 20)")
+    parser.add_argument("--num-val", type=int, default=5, help="val images (default 5)")
+    parser.add_argument("--height", type=int, default=256, help="image height (default 256)")
+    parser.add_argument("--width", type=int, default=512, help="image width (default 512)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -218,13 +235,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog="example:\n  %(prog)s data/synthetic_cityscapes --num-train 20 --num-val 5 "
                "--height 256 --width 512 --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="output directory (new or holding only samples this run "
-                                     "rewrites)")
-    parser.add_argument("--num-train", type=int, default=20, help="train images (default 20)")
-    parser.add_argument("--num-val", type=int, default=5, help="val images (default 5)")
-    parser.add_argument("--height", type=int, default=256, help="image height (default 256)")
-    parser.add_argument("--width", type=int, default=512, help="image width (default 512)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_scene_arguments(parser)
     parser.add_argument("--train-cities", nargs="+", metavar="CITY",
                         help=f"train city names (default: {' '.join(DEFAULT_CITIES['train'])})")
     parser.add_argument("--val-cities", nargs="+", metavar="CITY",

@@ -92,6 +92,8 @@ class SamplingMetricMixin:
     """
 
     results: list
+    #: accuracy figures repeated in the logged GFLOPs table
+    accuracy_keys: tuple[str, ...] = _ACCURACY_KEYS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,7 +132,7 @@ class SamplingMetricMixin:
         metrics.update(extra)
         self.last_report = report
         if report is not None:
-            accuracy = {k: v for k, v in metrics.items() if k in _ACCURACY_KEYS}
+            accuracy = {k: v for k, v in metrics.items() if k in self.accuracy_keys}
             print_log("\n" + report.format_table(
                 title=f"{type(self).__name__}: GFLOPs and sampling densities",
                 extra_rows=accuracy,

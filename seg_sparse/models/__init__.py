@@ -1,6 +1,15 @@
-"""mmseg registrations: sparse backbones and the segmentor that trains their sampling masks."""
+"""Model registrations: sparse backbones, the segmentor (mmseg) and the detector (mmdet) that
+train their sampling masks."""
 
 from .backbones import SparseResNetV1c, SparseResNeXt
+from .detection import SparseDetResNet, SparseDetResNeXt, SparseFasterRCNN
 from .segmentors import SparseEncoderDecoder
 
-__all__ = ["SparseEncoderDecoder", "SparseResNetV1c", "SparseResNeXt"]
+__all__ = [
+    "SparseDetResNeXt",
+    "SparseDetResNet",
+    "SparseEncoderDecoder",
+    "SparseFasterRCNN",
+    "SparseResNeXt",
+    "SparseResNetV1c",
+]

@@ -1,7 +1,9 @@
 """Figures for sparse segmentation models (matplotlib, Agg canvas, no display needed).
 
 * :func:`mask_overlay_figure` -- a street scene, its prediction and the sampled masks of chosen
-  blocks over the image; :func:`stochastic_vs_deterministic_figure` -- one block, two samplers.
+  blocks over the image; :func:`stochastic_vs_deterministic_figure` -- one block, two samplers;
+  :func:`detection_panel` / :func:`draw_detections` -- a detector's boxes over the image (the
+  prediction panel of a detection model).
 * :func:`collect_block_masks` / :func:`predict_with_masks` -- masks of a model's last forward
   at image size; :func:`use_sampler` switches the sampler of a trained model temporarily.
 * :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model.
@@ -9,6 +11,7 @@
 """
 
 from .charts import sparsity_bar_chart, speed_accuracy_curve
+from .detections import detection_classes, detection_panel, draw_detections
 from .figures import colorize, mask_overlay_figure, overlay_mask, stochastic_vs_deterministic_figure
 from .masks import (
     BlockMasks,
@@ -28,6 +31,9 @@ __all__ = [
     "collect_block_masks",
     "colorize",
     "default_blocks",
+    "detection_classes",
+    "detection_panel",
+    "draw_detections",
     "mask_overlay_figure",
     "overlay_mask",
     "predict_with_masks",

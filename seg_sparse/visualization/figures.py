@@ -84,8 +84,16 @@ def _hide_ticks(ax: Axes) -> None:
 
 def _class_legend(ax: Axes, prediction: np.ndarray, palette: np.ndarray,
                   class_names: Sequence[str]) -> None:
-    """Legend of the classes present, largest area first, with their share of the image."""
+    """Legend of the classes present, largest area first, with their share of the image; for
+    a drawn (H, W, 3) prediction, every class of ``class_names``."""
     ax.axis("off")
+    if prediction.ndim == 3:
+        handles = [Patch(facecolor=np.asarray(color) / 255.0, edgecolor="black", linewidth=0.5,
+                         label=name) for name, color in zip(class_names, palette)]
+        if handles:
+            ax.legend(handles=handles, loc="center left", frameon=False, fontsize=9,
+                      title="detected classes", title_fontsize=9, borderaxespad=0.0)
+        return
     ids, counts = np.unique(prediction[prediction != 255], return_counts=True)
     order = np.argsort(-counts, kind="stable")
     total = max(int(prediction.size), 1)
@@ -175,17 +183,22 @@ def mask_overlay_figure(
     block of ``masks`` (block name -> (mask1, mask2, density1, density2), masks (H, W) in
     [0, 1] at image size, e.g. from :func:`collect_block_masks`): mask1 and mask2 over the
     image, titled with block name and density. Written to ``out_path`` (PNG) when given.
+    ``prediction`` may also be a picture already drawn, (H, W, 3) (detections from
+    :func:`~seg_sparse.visualization.draw_detections`); its legend then lists ``class_names``
+    in ``palette``'s colours.
     """
     image = _check_image(image_rgb)
     prediction = np.asarray(prediction)
-    if prediction.shape != image.shape[:2]:
+    if prediction.shape[:2] != image.shape[:2] or prediction.ndim not in (2, 3):
         raise ValueError(f"prediction has shape {prediction.shape}, expected the image's "
-                         f"(H, W) = {image.shape[:2]}")
+                         f"(H, W) = {image.shape[:2]}, or (H, W, 3) for a drawn picture")
     if not masks:
         raise ValueError("masks is empty: give at least one block's masks")
     entries = {name: _as_block_masks(name, e) for name, e in masks.items()}
-    colored = colorize(prediction, np.asarray(palette))
-    palette = check_palette(palette, 1)
+    colored = _check_image(prediction) if prediction.ndim == 3 else \
+        colorize(prediction, np.asarray(palette))
+    palette = np.asarray(palette).reshape(-1, 3) if prediction.ndim == 3 else \
+        check_palette(palette, 1)
 
     fig, grid = _panel_grid(image, 1 + len(entries))
     fig.suptitle(title or "Where the sparse backbone computes features", fontsize=13,

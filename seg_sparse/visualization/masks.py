@@ -72,8 +72,11 @@ def resolve_blocks(model: nn.Module, blocks: Sequence[str] | str | None) -> list
     return [b.removeprefix("backbone.") for b in blocks]
 
 
-def _to_image(mask: torch.Tensor, index: int, size: tuple[int, int]) -> np.ndarray:
+def _to_image(mask: torch.Tensor, index: int, size: tuple[int, int],
+              region: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     m = mask[index : index + 1].detach().float()
+    h, w = m.shape[-2:]
+    m = m[..., : max(1, round(h * region[0])), : max(1, round(w * region[1]))]
     return F.interpolate(m, size=size, mode="nearest")[0, 0].clamp(0, 1).cpu().numpy()
 
 
@@ -82,13 +85,16 @@ def collect_block_masks(
     image_size: tuple[int, int],
     blocks: Sequence[str] | str | None = None,
     index: int = 0,
+    region: tuple[float, float] = (1.0, 1.0),
 ) -> dict[str, BlockMasks]:
     """Masks of the model's last forward for image ``index`` of the batch, resized to
     ``image_size`` (H, W) with nearest neighbour. Call right after the forward (e.g.
     ``model.test_step``); ``blocks`` as in :func:`resolve_blocks`.
 
     The masks cover the network input; when the input was a resized image, pass the size the
-    picture is drawn at: masks are stretched to it like the prediction.
+    picture is drawn at: masks are stretched to it like the prediction. ``region``: the
+    fraction (of height, of width) of the input that holds the image, when the input was
+    padded at the bottom / right (detection batches); only that part is shown.
     """
     available = sampling_blocks(model)
     result = {}
@@ -99,8 +105,8 @@ def collect_block_masks(
         if not 0 <= index < out.mask1.shape[0]:
             raise IndexError(f"image index {index} out of range for batch {out.mask1.shape[0]}")
         result[name] = BlockMasks(
-            mask1=_to_image(sampler.computed(out.mask1), index, image_size),
-            mask2=_to_image(sampler.computed(out.mask2), index, image_size),
+            mask1=_to_image(sampler.computed(out.mask1), index, image_size, region),
+            mask2=_to_image(sampler.computed(out.mask2), index, image_size, region),
             density1=float(mask_density(sampler, out.mask1)[index]),
             density2=float(mask_density(sampler, out.mask2)[index]),
         )
@@ -126,7 +132,11 @@ def predict_with_masks(
     model: nn.Module, data: dict, blocks: Sequence[str] | str | None = None
 ) -> tuple[Any, dict[str, BlockMasks]]:
     """Run ``model.test_step(data)`` on a one-image batch (as built by the test pipeline and
-    ``pseudo_collate``) and return (SegDataSample, masks at the image's original size)."""
+    ``pseudo_collate``) and return (data sample, masks at the image's original size).
+
+    Segmentation: the size of ``pred_sem_seg``. Detection (a DetDataSample): ``ori_shape``,
+    the masks cut to the resized image inside the padded batch input (``img_shape`` of
+    ``batch_input_shape``) first."""
     was_training = model.training
     model.eval()
     try:
@@ -134,5 +144,9 @@ def predict_with_masks(
             (sample,) = model.test_step(data)
     finally:
         model.train(was_training)
-    h, w = sample.pred_sem_seg.data.shape[-2:]
-    return sample, collect_block_masks(model, (int(h), int(w)), blocks)
+    if "pred_sem_seg" in sample:
+        h, w = sample.pred_sem_seg.data.shape[-2:]
+        return sample, collect_block_masks(model, (int(h), int(w)), blocks)
+    (h, w), (ih, iw), (ph, pw) = sample.ori_shape, sample.img_shape, sample.batch_input_shape
+    return sample, collect_block_masks(model, (int(h), int(w)), blocks,
+                                       region=(ih / ph, iw / pw))

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from .style import new_figure, save_figure
 
-_ROW_KEYS = ("ratio", "mIoU", "gflops_backbone", "model_params_nonzero")
+_ROW_KEYS = ("ratio", "gflops_backbone", "model_params_nonzero")
 
 
 def pruning_chart(
@@ -18,15 +18,16 @@ def pruning_chart(
     out_path: str | Path | None = None,
     title: str = "Global L1 pruning of backbone convs",
     metric: str = "mIoU (%)",
+    key: str = "mIoU",
 ) -> Figure:
     """Two panels over the pruning ratio: accuracy (left); backbone GFLOPs counting non-zero
     weights and non-zero parameters in millions (right, two y axes). Each point is labelled
-    with its value. ``rows``: dicts with ratio, mIoU, gflops_backbone, model_params_nonzero
-    (as written by ``seg-sparse prune``)."""
+    with its value. ``rows``: dicts with ratio, the accuracy ``key`` (mIoU; mAP for
+    detection), gflops_backbone, model_params_nonzero (as written by ``seg-sparse prune``)."""
     if not rows:
         raise ValueError("no pruning results to plot")
     for i, row in enumerate(rows):
-        missing = [k for k in _ROW_KEYS if k not in row]
+        missing = [k for k in (*_ROW_KEYS, key) if k not in row]
         if missing:
             raise ValueError(f"pruning row {i} lacks keys {missing}")
     rows = sorted(rows, key=lambda r: r["ratio"])
@@ -34,7 +35,7 @@ def pruning_chart(
     fig = new_figure(11.0, 4.4)
     acc_ax, cost_ax = fig.subplots(1, 2)
 
-    accuracy = [r["mIoU"] for r in rows]
+    accuracy = [r[key] for r in rows]
     acc_ax.plot(ratios, accuracy, marker="o", color="#4C72B0", linewidth=1.8)
     for x, y in zip(ratios, accuracy):
         acc_ax.annotate(f"{y:.1f}", (x, y), xytext=(0, 6), textcoords="offset points",

@@ -1,0 +1,3 @@
+# Dense baseline on ResNet-50 (otherwise ./faster-rcnn_r101-dcn_fpn_8xb1-1x_coco.py).
+_base_ = ['./faster-rcnn_r101-dcn_fpn_8xb1-1x_coco.py']
+model = dict(backbone=dict(depth=50))

@@ -1,0 +1,82 @@
+"""The paper's detection backbones: mmdet's ResNet / ResNeXt built from :class:`SparseBottleneck`.
+
+7x7 stem, stages with strides 1, 2, 2, 2 and no dilation, DCN v1 in conv3-conv5 (offsets
+predicted from the block input), grid prior 11 and a 7x7 interpolation window. Everything but
+the residual block is mmdet's own ResNet (stem, stage layout, ``frozen_stages``, ``norm_eval``,
+init_cfg); the block comes from the same :class:`SparseBlockFactory` / mixin as the
+segmentation backbones, so parameter names equal mmdet's ResNet (``layer1.0.conv1.weight``,
+``layer1.0.bn1.running_mean``, ...): ImageNet and mmdet ResNet checkpoints load with only the
+sampling layers and the DCN offset convs (``conv2_offset``) missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmdet.models.backbones import ResNet
+from mmdet.registry import MODELS
+
+from seg_sparse.models.backbones.sparse_resnet import SparseBlockFactory, _SparseResNetMixin
+
+#: The paper's detection DCN: v1, one offset group, in conv3-conv5.
+PAPER_DCN = dict(type="DCN", deform_groups=1, fallback_on_stride=False)
+PAPER_STAGE_WITH_DCN = (False, True, True, True)
+
+
+def _sampling(sampler: str, grid_interval: int | None, interp_window: int, t0: float,
+              t_final: float, max_iters: int) -> dict[str, Any]:
+    return dict(sampler=sampler, grid_interval=grid_interval, interp_window=interp_window,
+                t0=t0, t_final=t_final, max_iters=max_iters)
+
+
+@MODELS.register_module()
+class SparseDetResNet(_SparseResNetMixin, ResNet):
+    """mmdet's ResNet (7x7 stem, default depth 101) whose bottlenecks sample sparsely.
+
+    Args:
+        sampler: ``'stochastic'`` (the paper), ``'deterministic'`` (Determ Gumbel-Softmax),
+            ``'relu'`` (ReLU-gate baseline) or ``'dense'`` (the dense / uniform-sampling
+            baseline; DCN offsets still come from the block input).
+        grid_interval: grid-prior interval (None or 0: off).
+        interp_window: size of the Gaussian interpolation window.
+        t0, t_final, max_iters: Gumbel temperature schedule (``SparseTemperatureHook``
+            re-targets ``max_iters`` to the training loop's).
+        **kwargs: everything mmdet's ``ResNet`` accepts; ``dcn`` / ``stage_with_dcn`` default
+            to the paper's DCN v1 in conv3-conv5 (pass ``dcn=None`` for none).
+    """
+
+    def __init__(self, depth: int = 101, sampler: str = "stochastic",
+                 grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
+                 t_final: float = 0.01, max_iters: int = 90000, **kwargs: Any) -> None:
+        kwargs.setdefault("dcn", dict(PAPER_DCN))
+        kwargs.setdefault("stage_with_dcn", PAPER_STAGE_WITH_DCN)
+        kwargs["depth"] = depth
+        self._setup_sparse(_sampling(sampler, grid_interval, interp_window, t0, t_final,
+                                     max_iters), kwargs)
+        super().__init__(**kwargs)
+
+    def train(self, mode: bool = True) -> SparseDetResNet:
+        """mmdet's ``train`` (frozen stages, ``norm_eval``), returning the module as
+        ``nn.Module.train`` does (mmdet's returns None, which breaks ``model.eval()`` chains)."""
+        super().train(mode)
+        return self
+
+
+@MODELS.register_module()
+class SparseDetResNeXt(SparseDetResNet):
+    """mmdet's ResNeXt (default 101, 32x4d) with sparse bottlenecks: conv2 grouped, width
+    ``floor(planes * base_width / base_channels) * groups``.
+
+    Args:
+        groups, base_width: as mmdet's ResNeXt.
+        **kwargs: as :class:`SparseDetResNet`.
+    """
+
+    def __init__(self, groups: int = 32, base_width: int = 4, **kwargs: Any) -> None:
+        self.groups = groups
+        self.base_width = base_width
+        super().__init__(**kwargs)
+
+    def _block_factory(self) -> SparseBlockFactory:
+        return SparseBlockFactory(groups=self.groups, base_width=self.base_width,
+                                  base_channels=self.base_channels, **self._sampling)
