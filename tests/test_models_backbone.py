@@ -9,7 +9,7 @@ from mmengine.logging import MMLogger
 from mmseg.models.backbones import ResNetV1c, ResNeXt
 
 from seg_sparse.models import SparseResNetV1c, SparseResNeXt
-from seg_sparse.sampling import sparse_blocks
+from seg_sparse.sampling import set_execution, sparse_blocks
 
 SAMPLING_KEYS = {"mask1.conv.weight", "mask1.conv.bias", "mask2.conv.weight", "mask2.conv.bias",
                  "interp1.scale", "interp2.scale", "temperature.value", "temperature.iteration"}
@@ -75,7 +75,7 @@ def test_dense_sampler_output_equals_mmseg_resnetv1c_with_shared_weights(mode: s
     reference = ResNetV1c(**TINY)
     reference.init_weights()
     _randomize_bn(reference)
-    dense = SparseResNetV1c(sampler="dense", **TINY)
+    dense = SparseResNetV1c(sampler="dense", execution="masked", **TINY)
     dense.load_state_dict(reference.state_dict(), strict=True)
     getattr(reference, mode)()
     getattr(dense, mode)()
@@ -87,6 +87,11 @@ def test_dense_sampler_output_equals_mmseg_resnetv1c_with_shared_weights(mode: s
     assert [o.shape for o in got] == [o.shape for o in expected]
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
+    if mode == "eval":  # the default inference path folds BN: equal up to float rounding
+        set_execution(dense, "auto")
+        with torch.no_grad():
+            for e, g in zip(expected, dense(x)):
+                torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5 * float(e.abs().max()))
 
 
 def test_resnext_variant_loads_mmseg_resnext_and_matches_it_when_dense() -> None:
@@ -94,7 +99,7 @@ def test_resnext_variant_loads_mmseg_resnext_and_matches_it_when_dense() -> None
     torch.manual_seed(0)
     reference = ResNeXt(**arch)
     _randomize_bn(reference)
-    dense = SparseResNeXt(sampler="dense", **arch)
+    dense = SparseResNeXt(sampler="dense", execution="masked", **arch)
     dense.load_state_dict(reference.state_dict(), strict=True)
     sparse = SparseResNeXt(sampler="stochastic", **arch)
     result = sparse.load_state_dict(reference.state_dict(), strict=False)

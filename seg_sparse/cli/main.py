@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "stability",
     "prune",
     "demo",
+    "bench",
 )
 EPILOG = """examples:
   seg-sparse gen-data --help

@@ -1,4 +1,4 @@
-"""Deformable convolutions (DCN v1 / v2) on ``torchvision.ops.deform_conv2d``.
+"""Deformable convolutions (DCN v1 / v2) on ``seg_sparse.ops.deform_conv2d``.
 
 Drop-in stand-ins for mmcv's ``DeformConv2d(Pack)`` and ``ModulatedDeformConv2d(Pack)`` when
 mmcv's compiled ops are missing: same constructor arguments, same attribute and state-dict names
@@ -10,7 +10,9 @@ with mmcv-lite) reads channel ``2 * (i * kw + j)`` as the y (row) offset and the
 the x offset of kernel point (i, j), in blocks of ``2 * kh * kw`` channels per deformable group,
 i.e. ``[y0, x0, y1, x1, ..., y8, x8]`` for a 3x3 kernel (as its docstrings say). torchvision's
 ``deform_conv2d`` uses the same layout (tests/test_compat_mmcv_ops.py checks it numerically), and
-mmcv's own MLU code path hands the tensor to torchvision unchanged. DCNv2's
+mmcv's own MLU code path hands the tensor to torchvision unchanged. ``seg_sparse.ops.deform_conv2d``
+computes torchvision's function (with torchvision's kernel on CUDA, the faster tap formulation on
+CPU). DCNv2's
 ``conv_offset`` predicts ``3 * G * kh * kw`` channels split in thirds ``(o1, o2, mask_logits)``;
 the offset is ``cat(o1, o2)`` and the mask ``sigmoid(mask_logits)``, as in mmcv.
 
@@ -27,7 +29,8 @@ import torch.nn.functional as F
 from mmengine.utils import deprecated_api_warning
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
-from torchvision.ops import deform_conv2d
+
+from seg_sparse.ops import deform_conv2d
 
 IntPair = int | tuple[int, int]
 
@@ -90,7 +93,7 @@ class _DeformConvBase(nn.Module):
 
     def _deform(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         # Under amp the offset decides the dtype, as in mmcv. mmcv also pads inputs smaller
-        # than the kernel (a CUDA kernel limitation); torchvision needs no padding.
+        # than the kernel (a CUDA kernel limitation); neither implementation needs it.
         x = x.type_as(offset)
         return deform_conv2d(
             x,

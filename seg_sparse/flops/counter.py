@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from seg_sparse.sampling import execution_mode
+
 from .report import BlockFlops, Densities, FlopsReport
 
 #: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
@@ -126,12 +128,36 @@ def _interp_cost(recorder: _Recorder, conv: nn.Module, interp: nn.Module) -> int
     return k * k * c * h * w
 
 
+def _positions(recorder: _Recorder, conv: nn.Module) -> int:
+    """Output positions (batch 1) of ``conv`` in the recorded forward."""
+    leaves = [m for m in conv.modules() if m in recorder.shapes]
+    if not leaves:
+        return 0
+    _, _, h, w = recorder.shapes[leaves[-1]]
+    return h * w
+
+
+def _predictor_macs(block: nn.Module, recorder: _Recorder) -> dict[str, int]:
+    """MACs of the mask predictors, which run as one fused GEMM rather than module calls
+    (:func:`seg_sparse.sampling.masks.paired_mask_logits`): weight size x mask positions."""
+    macs = {}
+    for role, predictor, conv in (("mask1", "mask1", block.conv1), ("mask2", "mask2", block.conv3)):
+        module = getattr(block, predictor, None)
+        if isinstance(module, nn.Module) and module not in recorder.macs:
+            weight = next(p for n, p in module.named_parameters() if n.endswith("weight"))
+            macs[role] = weight.numel() * _positions(recorder, conv)
+    return macs
+
+
 def _profile_block(name: str, block: nn.Module, recorder: _Recorder) -> BlockFlops:
     macs: dict[str, int] = defaultdict(int)
     for path, m in block.named_modules():
         if m in recorder.macs:
             macs[_block_role(path)] += recorder.macs[m]
     sparse = is_sparse_block(block)
+    if sparse:
+        for role, value in _predictor_macs(block, recorder).items():
+            macs[role] += value
     return BlockFlops(
         name=name,
         sparse=sparse,
@@ -177,7 +203,9 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # the hooks count the masked computation's convs (the executed paths call no modules)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                execution_mode(model, "masked"):
             x = torch.zeros(1, in_channels, h, w, device=device, dtype=dtype)
             feats = backbone(x)
             for head in heads:

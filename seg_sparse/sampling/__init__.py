@@ -49,13 +49,16 @@ Choices and deviations from DESIGN.md section 1 (details in the module docstring
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck
+from .execution import EXECUTION_MODES
 from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
 from .interpolation import GaussianInterpolation
 from .masks import MaskPredictor
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
+    execution_mode,
     mask_density,
+    set_execution,
     set_sampling_generator,
     set_temperature_iter,
     sparse_blocks,
@@ -64,6 +67,7 @@ from .stats import (
 from .temperature import GumbelTemperature
 
 __all__ = [
+    "EXECUTION_MODES",
     "SAMPLERS",
     "GaussianInterpolation",
     "GumbelTemperature",
@@ -76,8 +80,10 @@ __all__ = [
     "block_densities",
     "build_sampler",
     "check_grid_interval",
+    "execution_mode",
     "grid_prior_mask",
     "mask_density",
+    "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",
     "sparse_blocks",

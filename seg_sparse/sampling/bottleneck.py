@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.ops import DeformConv2d
 
+from ..ops import DeformConv2d
+from .execution import BlockExecutor, check_execution
 from .grid import apply_grid_prior, check_grid_interval
 from .interpolation import GaussianInterpolation
-from .masks import MaskPredictor
+from .masks import MaskPredictor, paired_mask_logits
 from .samplers import MaskSampler, build_sampler
 from .temperature import GumbelTemperature
 
@@ -81,6 +82,7 @@ class SparseBottleneck(nn.Module):
         max_iters: int = 60000,
         groups: int = 1,
         width: int | None = None,
+        execution: str = "auto",
     ) -> None:
         super().__init__()
         width = planes if width is None else width
@@ -93,8 +95,12 @@ class SparseBottleneck(nn.Module):
         self.sampler: MaskSampler = build_sampler(sampler)
         check_grid_interval(grid_interval)
         self.grid_interval = grid_interval
+        self.execution = check_execution(execution)
+        #: (mask1, mask2) to use instead of sampling (tests, benchmarks at set densities)
+        self.mask_override: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_sampling: SamplingOutput | None = None
         self._generator: torch.Generator | None = None
+        self._executor = BlockExecutor()
 
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = norm_layer(width)
@@ -149,6 +155,7 @@ class SparseBottleneck(nn.Module):
         # pickled (copy.deepcopy(model) after a training step would fail); copies start empty
         state = self.__dict__.copy()
         state["last_sampling"] = None
+        state["_executor"] = BlockExecutor()  # folded weights are rebuilt on demand
         return state
 
     def set_generator(self, generator: torch.Generator | None) -> None:
@@ -156,42 +163,75 @@ class SparseBottleneck(nn.Module):
         self._generator = generator
 
     def _sample(
-        self, predictor: MaskPredictor, x: torch.Tensor, size: torch.Size
+        self, which: int, logits: torch.Tensor, size: torch.Size
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prob, mask) of one predictor; the mask has the grid prior applied."""
-        logits = predictor(x)
+        """(prob, mask) from mask ``which``'s logits (0: mask1, 1: mask2); the mask has the
+        grid prior applied (or is ``mask_override[which]``)."""
         if logits.shape[-2:] != size:
             raise RuntimeError(f"mask of shape {tuple(logits.shape)} does not match the "
                                f"features' spatial size {tuple(size)}")
         result = self.sampler(logits, self.training, self.temperature.value, self._generator)
+        if self.mask_override is not None:
+            mask = self.mask_override[which]
+            if mask.shape != logits.shape:
+                raise ValueError(f"mask_override of shape {tuple(mask.shape)} does not match "
+                                 f"the block's mask shape {tuple(logits.shape)}")
+            return result.prob, mask.to(logits.dtype)
         return result.prob, apply_grid_prior(result.mask, self.grid_interval)
 
+    def _record_dense(self, x: torch.Tensor, size2: torch.Size) -> None:
+        b, h1, w1 = x.shape[0], *x.shape[-2:]
+        ones1 = x.new_ones(()).expand(b, 1, h1, w1)
+        ones2 = x.new_ones(()).expand(b, 1, *size2)
+        self.last_sampling = SamplingOutput(ones1, ones2, ones1, ones2)
+
+    def forward_executed(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference computing only at the sampled positions (``execution`` 'sparse' /
+        'auto'; see :mod:`seg_sparse.sampling.execution`).
+
+        The mask logits and random draws are the masked forward's (both use
+        :func:`paired_mask_logits`), so are the masks; the output equals the masked forward's
+        up to float rounding (BN folded, other summation order).
+        """
+        x = x.contiguous(memory_format=torch.channels_last)
+        size2 = torch.Size(((x.shape[-2] - 1) // self.stride + 1,
+                            (x.shape[-1] - 1) // self.stride + 1))
+        if self.is_dense:
+            self._record_dense(x, size2)
+            mask1 = mask2 = None
+        else:
+            logits1, logits2 = paired_mask_logits((self.mask1, self.mask2), x)
+            prob1, mask1 = self._sample(0, logits1, x.shape[-2:])
+            prob2, mask2 = self._sample(1, logits2, size2)
+            self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
+        return self._executor(self, x, mask1, mask2, always_gather=self.execution == "sparse")
+
     def _conv2(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.with_dcn:
+        if self.with_dcn:  # seg_sparse.ops' DCN: torchvision's module, the fast op
             return self.conv2(out, self.conv2_offset(x))
         return self.conv2(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and self.execution != "masked":
+            return self.forward_executed(x)
         identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob1, mask1 = self._sample(self.mask1, x, out.shape[-2:])
+            logits1, logits2 = paired_mask_logits((self.mask1, self.mask2), x)
+            prob1, mask1 = self._sample(0, logits1, out.shape[-2:])
             out = self.interp1(out, mask1)
 
         out = self._conv2(out, x)
         out = self.bn2(out)
         out = self.relu(out)
         if not self.is_dense:
-            prob2, mask2 = self._sample(self.mask2, x, out.shape[-2:])
+            prob2, mask2 = self._sample(1, logits2, out.shape[-2:])
             out = self.interp2(out, mask2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
         else:
-            b, h1, w1, h2, w2 = x.shape[0], *x.shape[-2:], *out.shape[-2:]
-            ones1 = x.new_ones(()).expand(b, 1, h1, w1)
-            ones2 = x.new_ones(()).expand(b, 1, h2, w2)
-            self.last_sampling = SamplingOutput(ones1, ones2, ones1, ones2)
+            self._record_dense(x, out.shape[-2:])
 
         out = self.conv3(out)
         out = self.bn3(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: Initial bias of every mask predictor: sigmoid(3) = 0.95, so training starts almost dense.
@@ -41,3 +42,45 @@ class MaskPredictor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits z of shape (B, 1, H', W')."""
         return self.conv(x)
+
+
+def _tap_sum(taps: torch.Tensor, stride: int) -> torch.Tensor:
+    """Finish a 3x3 conv (padding 1) from per-tap products ``taps`` (B, 9, H, W).
+
+    taps[:, k] holds x . w_k at every input position for kernel point k = 3*ky + kx, so the
+    output at (i, j) is the sum over k of taps[:, k] at (i*s - 1 + ky, j*s - 1 + kx).
+    """
+    b, _, h, w = taps.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    padded = F.pad(taps, (1, 1, 1, 1))
+    out = None
+    for k in range(9):
+        ky, kx = divmod(k, 3)
+        tap = padded[:, k:k + 1, ky:ky + (ho - 1) * stride + 1:stride,
+                     kx:kx + (wo - 1) * stride + 1:stride]
+        out = tap if out is None else out + tap
+    return out
+
+
+def paired_mask_logits(
+    predictors: tuple[MaskPredictor, MaskPredictor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of both predictors of a block on its input ``x``, each (B, 1, H', W').
+
+    A 3x3 conv with one output channel is a poor fit for convolution libraries (measured
+    forward + backward on CPU: 3.5-4.5x slower than this, e.g. 742 vs 212 ms at 2x2048x64x128).
+    Instead one 1x1 conv produces the 18 per-tap products x . w_k of both predictors, and nine
+    shifted single-channel adds finish each 3x3 conv (stride taken from each predictor). The
+    parameters stay the predictors' own, so checkpoints and gradients are unchanged.
+    """
+    convs = [p.conv for p in predictors]
+    for conv in convs:
+        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.dilation != (1, 1):
+            raise ValueError(f"mask predictors must be undilated 3x3 convs, got {conv}")
+    channels = x.shape[1]
+    weight = torch.cat([c.weight[0].permute(1, 2, 0).reshape(9, channels) for c in convs])
+    taps = F.conv2d(x, weight.view(-1, channels, 1, 1))
+    return tuple(
+        _tap_sum(taps[:, 9 * i:9 * i + 9], conv.stride[0]) + conv.bias.view(1, 1, 1, 1)
+        for i, conv in enumerate(convs)
+    )

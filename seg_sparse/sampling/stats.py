@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .bottleneck import SamplingOutput, SparseBottleneck
+from .execution import check_execution
 from .samplers import MaskSampler
 from .temperature import GumbelTemperature
 
@@ -99,3 +101,23 @@ def set_sampling_generator(module: nn.Module, generator: torch.Generator | None)
     """Make every sparse block inside ``module`` draw its noise from ``generator``."""
     for _, block in sparse_blocks(module):
         block.set_generator(generator)
+
+
+def set_execution(module: nn.Module, mode: str) -> None:
+    """Set the inference ``execution`` mode ('masked', 'sparse', 'auto') of every block."""
+    check_execution(mode)
+    for _, block in sparse_blocks(module):
+        block.execution = mode
+
+
+@contextmanager
+def execution_mode(module: nn.Module, mode: str) -> Iterator[None]:
+    """Temporarily run every block of ``module`` with execution ``mode``."""
+    blocks = [b for _, b in sparse_blocks(module)]
+    saved = [b.execution for b in blocks]
+    try:
+        set_execution(module, mode)
+        yield
+    finally:
+        for block, previous in zip(blocks, saved):
+            block.execution = previous

@@ -158,6 +158,10 @@ class SparseResNetV1c(_SparseResNetMixin, ResNetV1c):
         interp_window: size of the Gaussian interpolation window.
         t0, t_final, max_iters: Gumbel temperature schedule; ``SparseTemperatureHook``
             re-targets ``max_iters`` to the Runner's, so it matters only outside a Runner.
+        execution: how blocks run at inference: ``'auto'`` (default: compute only at the
+            sampled positions where that is faster, BN folded), ``'sparse'`` (always gather),
+            ``'masked'`` (the training computation: dense convs times the masks, the
+            reference). Training always runs ``'masked'``.
         **kwargs: everything mmseg's ``ResNetV1c`` accepts (depth, strides, dilations,
             contract_dilation, multi_grid, stem_channels, base_channels, norm_cfg, norm_eval,
             frozen_stages, dcn, stage_with_dcn, zero_init_residual, init_cfg / pretrained).
@@ -166,10 +170,10 @@ class SparseResNetV1c(_SparseResNetMixin, ResNetV1c):
 
     def __init__(self, sampler: str = "stochastic", grid_interval: int | None = 11,
                  interp_window: int = 7, t0: float = 1.0, t_final: float = 0.01,
-                 max_iters: int = 60000, **kwargs: Any) -> None:
+                 max_iters: int = 60000, execution: str = "auto", **kwargs: Any) -> None:
         self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
                                 interp_window=interp_window, t0=t0, t_final=t_final,
-                                max_iters=max_iters), kwargs)
+                                max_iters=max_iters, execution=execution), kwargs)
         super().__init__(**kwargs)
 
 
@@ -180,18 +184,20 @@ class SparseResNeXt(_SparseResNetMixin, ResNet):
     Args:
         groups, base_width: as mmseg's ResNeXt (conv2 width
             ``floor(planes * base_width / base_channels) * groups``).
-        sampler, grid_interval, interp_window, t0, t_final, max_iters: as SparseResNetV1c.
+        sampler, grid_interval, interp_window, t0, t_final, max_iters, execution: as
+            SparseResNetV1c.
         **kwargs: everything mmseg's ``ResNet`` accepts (``deep_stem=True`` for a V1c stem).
     """
 
     def __init__(self, groups: int = 32, base_width: int = 4, sampler: str = "stochastic",
                  grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
-                 t_final: float = 0.01, max_iters: int = 60000, **kwargs: Any) -> None:
+                 t_final: float = 0.01, max_iters: int = 60000, execution: str = "auto",
+                 **kwargs: Any) -> None:
         self.groups = groups
         self.base_width = base_width
         self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
                                 interp_window=interp_window, t0=t0, t_final=t_final,
-                                max_iters=max_iters), kwargs)
+                                max_iters=max_iters, execution=execution), kwargs)
         super().__init__(**kwargs)
 
     def _block_factory(self) -> SparseBlockFactory:

@@ -1,0 +1,23 @@
+"""Wall-clock benchmarks of the inference execution paths and of training (``seg-sparse bench``).
+
+:mod:`.masks` builds masks at set densities, :mod:`.timing` measures (alternated runs, medians,
+peak memory), :mod:`.inference` and :mod:`.training` produce the rows the command prints.
+"""
+
+from .inference import InferenceRow, benchmark_inference
+from .masks import exact_density_mask, masks_at_density, recorded_masks
+from .timing import alternated_medians, peak_memory_bytes, track_freed_memory
+from .training import TrainingRow, benchmark_training
+
+__all__ = [
+    "InferenceRow",
+    "TrainingRow",
+    "alternated_medians",
+    "benchmark_inference",
+    "benchmark_training",
+    "exact_density_mask",
+    "masks_at_density",
+    "peak_memory_bytes",
+    "recorded_masks",
+    "track_freed_memory",
+]

@@ -1,0 +1,164 @@
+"""Inference rows of ``seg-sparse bench``: dense vs masked vs sparse execution, same weights.
+
+* ``dense``: the dense twin (the same weights, ``sampler='dense'``: no mask predictors, no
+  interpolation) on its fastest path (BN folded, channels-last, the fastest DCN);
+* ``masked``: the sampling model computing densely and applying the masks (training's path);
+* ``sparse``: the sampling model with ``execution='auto'``: computing where the masks sampled.
+
+The three run in turn within each round (one process), medians over rounds, warm-up excluded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from seg_sparse.flops import FlopsReport, count_flops
+from seg_sparse.sampling import execution_mode
+
+from .masks import (
+    Masks,
+    mask_shapes,
+    masks_at_density,
+    mean_densities,
+    overridden_masks,
+    recorded_masks,
+)
+from .timing import alternated_medians, peak_memory_bytes
+
+PARTS = ("backbone", "segmentor")
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class InferenceRow:
+    """One line of the inference table (times in ms, memory in MB)."""
+
+    input: str
+    part: str
+    density: float | str
+    mean_density: float
+    dense_ms: float
+    masked_ms: float
+    sparse_ms: float
+    gather_ms: float | None  # execution='sparse' (gathers at any density), with crossover
+    speedup: float
+    flops_ratio: float
+    realization: float
+    dense_peak_mb: float | None
+    sparse_peak_mb: float | None
+    device: str
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _forward(model: nn.Module, part: str, x: torch.Tensor) -> Callable[[], Any]:
+    if part == "backbone":
+        return lambda: model.backbone(x)
+    metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]))]
+    return lambda: model.encode_decode(x, metas)
+
+
+def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
+            execution: str) -> Callable[[], Any]:
+    forward = _forward(model, part, x)
+
+    def run() -> Any:
+        with torch.no_grad(), execution_mode(model, execution):
+            if masks is None:
+                return forward()
+            with overridden_masks(model.backbone, masks):
+                return forward()
+
+    return run
+
+
+def _flops_ratio(profile: FlopsReport, masks: Masks, part: str) -> float:
+    report = profile.with_densities(mean_densities(masks))
+    if part == "backbone":
+        return report.backbone_sparse / report.backbone_dense
+    return report.total_sparse / report.total_dense
+
+
+def _mask_sets(model: nn.Module, x: torch.Tensor, densities: Sequence[float],
+               checkpoint_masks: bool) -> dict[float | str, Masks]:
+    shapes = mask_shapes(model.backbone, x)
+    sets: dict[float | str, Masks] = {
+        d: masks_at_density(model.backbone, x, d, shapes=shapes) for d in densities}
+    if checkpoint_masks:
+        sets[CHECKPOINT] = recorded_masks(model.backbone, x)
+    return sets
+
+
+def _mb(value: int | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def benchmark_inference(
+    sparse_model: nn.Module,
+    dense_model: nn.Module,
+    inputs: Sequence[tuple[int, int]],
+    densities: Sequence[float],
+    parts: Sequence[str] = PARTS,
+    repeats: int = 5,
+    warmup: int = 0,
+    image: torch.Tensor | None = None,
+    memory: bool = True,
+    crossover: bool = False,
+) -> list[InferenceRow]:
+    """Rows for every input size x part x density (plus the checkpoint's own masks when
+    ``image`` is given: a (1, 3, H, W) preprocessed image, resized to each input size).
+
+    Each model's path runs once untimed before the rounds (weight folding, allocator);
+    ``warmup`` adds untimed rounds of every run. ``crossover`` also times execution='sparse'
+    (gathering at every density), the figures behind ``'auto'``'s per-layer choice.
+    """
+    device = next(sparse_model.parameters()).device
+    threads = torch.get_num_threads()
+    rows = []
+    for h, w in inputs:
+        torch.manual_seed(0)
+        if image is not None:
+            x = nn.functional.interpolate(image.to(device), size=(h, w), mode="bilinear",
+                                          align_corners=False)
+        else:
+            x = torch.randn(1, 3, h, w, device=device)
+        mask_sets = _mask_sets(sparse_model, x, densities, image is not None)
+        profile = count_flops(sparse_model, (h, w))  # once per size; densities applied below
+        for part in parts:
+            fns = {"dense": _runner(dense_model, part, x, None, "auto")}
+            for key, masks in mask_sets.items():
+                fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked")
+                fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto")
+                if crossover:
+                    fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse")
+            first = next(iter(mask_sets))
+            for name in ("dense", f"masked@{first}", f"sparse@{first}"):
+                fns[name]()
+            desc = f"bench {part} {h}x{w} ({len(fns)} runs x {warmup + repeats} rounds)"
+            with tqdm(total=1, desc=desc, unit="table", leave=False):
+                ms = alternated_medians(fns, repeats, warmup, device)
+            dense_peak = _mb(peak_memory_bytes(fns["dense"], device)) if memory else None
+            for key, masks in mask_sets.items():
+                sparse_fn = fns[f"sparse@{key}"]
+                ratio = _flops_ratio(profile, masks, part)
+                speedup = ms["dense"] / ms[f"sparse@{key}"]
+                values = list(mean_densities(masks).values())
+                rows.append(InferenceRow(
+                    input=f"{h}x{w}", part=part, density=key,
+                    mean_density=sum(d1 + d2 for d1, d2 in values) / (2 * len(values)),
+                    dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
+                    sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
+                    speedup=speedup, flops_ratio=ratio,
+                    realization=speedup * ratio, dense_peak_mb=dense_peak,
+                    sparse_peak_mb=_mb(peak_memory_bytes(sparse_fn, device)) if memory else None,
+                    device=str(device), threads=threads,
+                ))
+    return rows

@@ -1,0 +1,70 @@
+"""The models ``seg-sparse bench`` compares: a sampling model and its dense twin."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BenchModels:
+    """Eval copies for inference, separate train copies (SGD steps change their weights)."""
+
+    sparse: nn.Module
+    dense: nn.Module
+    sparse_train: nn.Module | None
+    dense_train: nn.Module | None
+    num_classes: int
+    label: str
+
+
+def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | None,
+                       device: str, trust_checkpoint: bool = False,
+                       with_training: bool = False) -> BenchModels:
+    """The config's sampling model (weights from ``checkpoint`` if given) and its dense twin:
+    the same config with ``sampler='dense'`` and the same weights, minus the sampling layers."""
+    import os.path as osp
+
+    from seg_sparse.analysis.loading import build_eval_model, load_config, load_weights
+    from seg_sparse.cli.common import CommandError
+
+    cfg = load_config(config, cfg_options)
+    backbone_cfg = cfg.model.get("backbone", {})
+    if backbone_cfg.get("sampler", "stochastic") == "dense" or "sampler" not in backbone_cfg:
+        raise CommandError(f"'{config}' is not a sampling model (model.backbone.sampler must "
+                           "be 'stochastic', 'deterministic' or 'relu'); bench compares a "
+                           "sampling model with its dense twin")
+    torch.manual_seed(0)
+    sparse = build_eval_model(cfg)
+    if checkpoint:
+        load_weights(sparse, checkpoint, trust_checkpoint)
+    dense_cfg = copy.deepcopy(cfg)
+    dense_cfg.model.backbone.sampler = "dense"
+    dense = build_eval_model(dense_cfg)
+    result = dense.load_state_dict(sparse.state_dict(), strict=False)
+    if result.missing_keys:
+        raise CommandError(f"the dense twin of '{config}' has weights the sampling model lacks:"
+                           f" {result.missing_keys[:5]}")
+    sparse, dense = sparse.to(device).eval(), dense.to(device).eval()
+    sparse_train = copy.deepcopy(sparse).train() if with_training else None
+    dense_train = copy.deepcopy(dense).train() if with_training else None
+    return BenchModels(sparse, dense, sparse_train, dense_train,
+                       int(cfg.model.decode_head.num_classes),
+                       osp.splitext(osp.basename(config))[0])
+
+
+def preprocess_image(model: nn.Module, path: str) -> torch.Tensor:
+    """``path`` read and normalized by the model's data preprocessor: (1, 3, H, W)."""
+    import mmcv
+
+    from seg_sparse.cli.common import CommandError
+
+    image = mmcv.imread(path)
+    if image is None:
+        raise CommandError(f"cannot decode image '{path}'")
+    tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+    data = model.data_preprocessor(dict(inputs=[tensor], data_samples=None), training=False)
+    return data["inputs"]

@@ -1,0 +1,97 @@
+"""Training-step rows of ``seg-sparse bench --train``: the sampling model vs its dense twin.
+
+One step = forward with the losses, backward, SGD update, at a fixed crop and batch, on
+random images and labels; the two models alternate in one process, medians over rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .timing import alternated_medians, peak_memory_bytes
+
+
+@dataclass
+class TrainingRow:
+    """Median time (ms) and peak memory (MB) of one training step of each model."""
+
+    model: str
+    crop: str
+    batch: int
+    dense_ms: float
+    sparse_ms: float
+    time_ratio: float
+    dense_peak_mb: float | None
+    sparse_peak_mb: float | None
+    memory_ratio: float | None
+    device: str
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The inference rows' keys (part 'training', no FLOPs figures) plus its own."""
+        row = asdict(self)
+        row.update(input=self.crop, part="training", density=None,
+                   speedup=self.dense_ms / self.sparse_ms, flops_ratio=None, realization=None)
+        return row
+
+
+def _batch(crop: tuple[int, int], batch: int, num_classes: int,
+           device: torch.device) -> tuple[torch.Tensor, list]:
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch, 3, *crop, generator=generator).to(device)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample()
+        labels = torch.randint(0, num_classes, (1, *crop), generator=generator)
+        sample.gt_sem_seg = PixelData(data=labels.to(device))
+        sample.set_metainfo(dict(img_shape=crop, ori_shape=crop, pad_shape=crop))
+        samples.append(sample)
+    return inputs, samples
+
+
+def training_step(model: nn.Module, inputs: torch.Tensor, samples: list,
+                  lr: float = 0.01) -> Callable[[], None]:
+    """A closure running one SGD step of ``model`` (mmseg segmentor) on the batch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.parse_losses(model.loss(inputs, samples))
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def benchmark_training(
+    sparse_model: nn.Module, dense_model: nn.Module, crop: tuple[int, int], batch: int,
+    num_classes: int, label: str, repeats: int = 3, warmup: int = 1, memory: bool = True,
+) -> TrainingRow:
+    """Median step time and peak memory of both models."""
+    device = next(sparse_model.parameters()).device
+    inputs, samples = _batch(crop, batch, num_classes, device)
+    steps = {"dense": training_step(dense_model, inputs, samples),
+             "sparse": training_step(sparse_model, inputs, samples)}
+    ms = alternated_medians(steps, repeats, warmup, device)
+    peaks = {k: peak_memory_bytes(fn, device) if memory else None for k, fn in steps.items()}
+    mb = {k: None if v is None else v / 2**20 for k, v in peaks.items()}
+    return TrainingRow(
+        model=label, crop=f"{crop[0]}x{crop[1]}", batch=batch, dense_ms=ms["dense"],
+        sparse_ms=ms["sparse"], time_ratio=ms["sparse"] / ms["dense"],
+        dense_peak_mb=mb["dense"], sparse_peak_mb=mb["sparse"],
+        memory_ratio=_ratio(mb["sparse"], mb["dense"]), device=str(device),
+        threads=torch.get_num_threads(),
+    )

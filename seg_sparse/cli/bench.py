@@ -1,0 +1,194 @@
+"""``seg-sparse bench [CONFIG]``: wall-clock speed of dense, masked and sparse execution.
+
+Builds the config's sampling model and its dense twin with the same weights (random, or
+``--checkpoint``) and times, alternated in one process with medians over ``--repeats`` rounds
+(warm-up excluded): the dense twin on its fastest path, the sampling model computing densely
+and masking ("masked", the training path), and the sampling model computing only where it
+sampled ("sparse", execution='auto'). Masks have exact densities (grid prior included) and,
+with ``--checkpoint``, also the checkpoint's own masks on ``--image``. Reports per input size,
+part (backbone / whole segmentor) and density: times, speedup (dense / sparse), the FLOPs ratio
+(executed / dense GFLOPs of the project's counter), the realization (speedup x FLOPs ratio:
+1.0 turns every saved FLOP into time) and peak memory. ``--train`` adds a training step of
+both models. A benchmark, not a test: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Any
+
+from mmengine.config import DictAction
+
+from .common import CommandError
+
+NAME = "bench"
+DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
+QUICK = dict(inputs=["512x1024"], densities=[1.0, 0.5, 0.3], repeats=3)
+EPILOG = """examples:
+  # the paper's model (default config), 512x1024, densities 1.0 / 0.5 / 0.3 (a few minutes)
+  seg-sparse bench --quick --out bench.json
+  # the full table: 512x1024 and 1024x2048, densities 1.0 0.75 0.5 0.3 0.15, 2 threads
+  seg-sparse bench --threads 2 --out bench.json
+  # a trained checkpoint's own masks on a Cityscapes image, plus the training step
+  seg-sparse bench CONFIG --checkpoint iter_60000.pth \\
+      --image frankfurt_000000_000294_leftImg8bit.png --train
+  # on a GPU
+  seg-sparse bench --device cuda --quick
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 512x1024, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def _density(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"density must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"density must be in [0, 1], got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        NAME,
+        help="speed of dense vs masked vs sparse execution (backbone, segmentor, training)",
+        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", help="sampling model config (default: the "
+                        f"paper's model, configs/{DEFAULT_CONFIG})")
+    parser.add_argument("--checkpoint", help="trained weights (default: random weights; the "
+                        "speed of a path does not depend on the weights' values)")
+    parser.add_argument("--image", help="with --checkpoint: also time the checkpoint's own "
+                        "masks on this image")
+    parser.add_argument("--inputs", nargs="+", type=_size, metavar="HxW",
+                        help="network input sizes (default: 512x1024 1024x2048)")
+    parser.add_argument("--densities", nargs="+", type=_density, metavar="D",
+                        help="mask densities (default: 1.0 0.75 0.5 0.3 0.15)")
+    parser.add_argument("--parts", nargs="+", choices=("backbone", "segmentor"),
+                        default=["backbone", "segmentor"], help="what to time")
+    parser.add_argument("--repeats", type=_positive, default=5,
+                        help="timed rounds per configuration; medians are reported (default 5)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed rounds of every run before the timed ones (default 0; "
+                        "each model runs once untimed anyway)")
+    parser.add_argument("--crossover", action="store_true",
+                        help="also time execution='sparse' (gathering at every density): where "
+                        "it loses to 'auto' is the crossover behind auto's choice")
+    parser.add_argument("--threads", type=_positive,
+                        help="torch intra-op threads (default: torch's choice; always printed)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--quick", action="store_true",
+                        help="512x1024, densities 1.0 0.5 0.3, 3 rounds")
+    parser.add_argument("--train", action="store_true",
+                        help="also time one training step of both models")
+    parser.add_argument("--train-crop", type=_size, default=(512, 1024), metavar="HxW",
+                        help="training crop for --train (default 512x1024)")
+    parser.add_argument("--train-batch", type=_positive, default=1,
+                        help="training batch for --train (default 1)")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
+    parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow a trusted legacy checkpoint (unpickling can run code)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config keys (checked, as for train/test)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    quick = QUICK if args.quick else {}
+    inputs = args.inputs or [_size(s) for s in quick.get("inputs", ["512x1024", "1024x2048"])]
+    densities = args.densities or quick.get("densities", [1.0, 0.75, 0.5, 0.3, 0.15])
+    repeats = quick.get("repeats", args.repeats) if args.quick and args.repeats == 5 \
+        else args.repeats
+    return dict(inputs=inputs, densities=densities, repeats=repeats)
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    if args.config:
+        return args.config
+    from seg_sparse.demo.settings import configs_dir
+
+    return str(configs_dir() / DEFAULT_CONFIG)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from seg_sparse.benchmark import benchmark_inference, benchmark_training, track_freed_memory
+    from seg_sparse.benchmark.report import format_inference, format_training, machine_line
+
+    if args.image and not args.checkpoint:
+        raise CommandError("--image needs --checkpoint (it times the checkpoint's own masks)")
+    if args.image and not osp.isfile(args.image):
+        raise CommandError(f"image '{args.image}' does not exist")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError("--device cuda: no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.no_memory:
+        track_freed_memory()
+    settings = _settings(args)
+    models = _build_models(args, _config_path(args))
+    print(machine_line(args.device))
+    rows: list[dict[str, Any]] = []
+    image = _load_image(models.sparse, args.image) if args.image else None
+    inference = benchmark_inference(
+        models.sparse, models.dense, settings["inputs"], settings["densities"], args.parts,
+        settings["repeats"], args.warmup, image=image, memory=not args.no_memory,
+        crossover=args.crossover)
+    print(format_inference(inference))
+    rows += [r.to_dict() for r in inference]
+    if args.train:
+        training = benchmark_training(
+            models.sparse_train, models.dense_train, args.train_crop, args.train_batch,
+            models.num_classes, models.label, repeats=settings["repeats"],
+            warmup=args.warmup, memory=not args.no_memory)
+        print(format_training([training]))
+        rows.append(training.to_dict())
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _build_models(args: argparse.Namespace, config: str):
+    from seg_sparse.benchmark.models import build_bench_models
+
+    if not osp.isfile(config):
+        raise CommandError(f"config file '{config}' does not exist")
+    if args.checkpoint and not osp.isfile(args.checkpoint):
+        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    return build_bench_models(config, args.checkpoint, args.cfg_options, args.device,
+                              args.trust_checkpoint, with_training=args.train)
+
+
+def _load_image(model, path: str):
+    from seg_sparse.benchmark.models import preprocess_image
+
+    return preprocess_image(model, path)

@@ -1,0 +1,27 @@
+"""Plain-torch convolution operators (no mmseg / mmcv imports).
+
+* :func:`deform_conv2d` -- drop-in for ``torchvision.ops.deform_conv2d`` (DCN v1 / v2, conv and
+  offset groups) computed as gathered bilinear taps + one GEMM, forward and backward; on CUDA
+  it runs torchvision's kernel instead (faster there).
+* :class:`DeformConv2d` -- ``torchvision.ops.DeformConv2d`` computing with it.
+* :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
+  of output positions, channels-last rows in and out (sparse inference).
+
+See docs/deform_conv.md.
+"""
+
+from .deform_conv import (
+    TORCHVISION_DEVICES,
+    DeformConv2d,
+    conv2d_at,
+    deform_conv2d,
+    deform_conv2d_at,
+)
+
+__all__ = [
+    "TORCHVISION_DEVICES",
+    "DeformConv2d",
+    "conv2d_at",
+    "deform_conv2d",
+    "deform_conv2d_at",
+]

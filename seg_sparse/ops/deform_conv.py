@@ -1,0 +1,512 @@
+"""Deformable and plain convolutions as gathered taps + one GEMM, dense or at given positions.
+
+``deform_conv2d`` is a drop-in for ``torchvision.ops.deform_conv2d`` (same arguments, offset /
+mask layout and results). It and the position variants run one autograd function: per tile of
+output positions, one ``embedding_bag`` gathers the taps of every kernel point (bilinear
+corners, or integer neighbours for a plain conv) from a channels-last table of input rows into
+a tap image (:mod:`.taps`), and one strided convolution over that image is the GEMM. Tap images
+exist one tile at a time (``TILE_BYTES``); the backward recomputes them tile by tile instead of
+storing them, so a training step holds no more than a plain convolution does besides one tile.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+from torchvision import ops as tv_ops
+
+from .taps import (
+    ConvGeometry,
+    IntPair,
+    Taps,
+    bilinear_taps,
+    bilinear_taps_backward,
+    gather_tap_image,
+    integer_taps,
+)
+
+#: Upper bound of one tile's tap image in bytes (positions x K x C_in values), per device type.
+#: On CPU a tile that stays in the caches and below glibc's mmap threshold (no page faults on
+#: every allocation) beats fewer, larger ones; elsewhere fewer launches win.
+TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
+#: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there).
+TORCHVISION_DEVICES = frozenset({"cuda"})
+#: Taps per chunk of the tap computation, per device type (absent: one chunk; see
+#: ``_Plan._chunks``).
+CHUNK_ELEMENTS = {"cpu": 32768}
+
+
+def _conv_taps(image: Tensor, weight: Tensor, groups: int) -> Tensor:
+    """(T, C_out) rows: the convolution over a tap image (1, C, kh, kw * T)."""
+    out = F.conv2d(image, weight, stride=weight.shape[2:], groups=groups)  # (1, C_out, 1, T)
+    return out.permute(0, 2, 3, 1).reshape(-1, weight.shape[0])
+
+
+def _conv_taps_backward(grad_rows: Tensor, image: Tensor, weight: Tensor, groups: int,
+                        need_image: bool, need_weight: bool) -> tuple[Tensor | None, ...]:
+    """Gradients of :func:`_conv_taps` for the tap image and the weight."""
+    grad_out = grad_rows.view(1, 1, *grad_rows.shape).permute(0, 3, 1, 2)  # (1, C_out, 1, T)
+    kernel = list(weight.shape[2:])
+    # oneDNN's weight gradient of this strided convolution runs at a fraction of its GEMM speed
+    # (measured 4-8x slower than below at 128 channels); the GEMM over the image's kernel rows
+    # computes it directly when there is one group
+    conv_weight = need_weight and groups > 1
+    grad_image, grad_weight, _ = torch.ops.aten.convolution_backward(
+        grad_out, image, weight, None, kernel, [0, 0], [1, 1], False, [0, 0], groups,
+        [need_image, conv_weight, False],
+    )
+    if need_weight and not conv_weight:
+        kh, kw = kernel
+        c_out, c_in = weight.shape[:2]
+        columns = image.permute(0, 2, 3, 1).reshape(kh, -1, kw * c_in)  # (kh, T, kw * C)
+        grad_weight = torch.matmul(grad_rows.t(), columns)  # (kh, C_out, kw * C)
+        grad_weight = grad_weight.view(kh, c_out, kw, c_in).permute(1, 3, 0, 2)
+    return grad_image, grad_weight
+
+
+class _Chunk(NamedTuple):
+    """Consecutive positions whose taps are computed together (see :meth:`_Plan.taps`)."""
+
+    tile: int  # the tile they belong to
+    local: slice  # their positions within the tile
+    rows: slice  # their positions overall (rows of the result / of positions)
+    image: int  # all positions: the image they lie in ...
+    in_image: slice  # ... and their positions within it
+
+
+class _Plan:
+    """Everything about one call except the tensors: geometry, groups, tiles and chunks.
+
+    With ``positions`` None the call covers all B * H_out * W_out positions (dense), and the
+    offset / mask are given as maps (B, C, H_out, W_out); otherwise as rows (N, C), one per
+    position. ``nchw`` (dense only): the result is NCHW (B, C_out, H_out, W_out), not rows.
+
+    Tiles bound the tap image (``TILE_BYTES``). Chunks split tiles for the tap math
+    (``CHUNK_ELEMENTS`` taps, never across images): on CPU that keeps every one of its ~20
+    small elementwise ops below torch's parallelisation grain (32768 elements), so each runs on
+    the calling thread. Multi-threaded, each would be a thread-pool round trip, and on a machine
+    whose cores are shared with other processes one round trip costs milliseconds (measured:
+    the taps of a 64x128 layer took 364 ms on 2 threads of the loaded 2-core machine, 15 ms on
+    one). Each chunk writes its taps straight into its tile's buffers in tap-image order.
+    """
+
+    def __init__(self, geom: ConvGeometry, groups: int, positions: Tensor | None, count: int,
+                 table: Tensor, element_size: int, corners: int, nchw: bool = False) -> None:
+        self.geom = geom
+        self.groups = groups
+        self.positions = positions
+        self.count = count
+        self.corners = corners  # taps per kernel point: 1 (plain) or 4 * offset groups
+        self.nchw = nchw
+        device = table.device.type
+        per_position = geom.kernel_points * table.shape[1] * element_size
+        tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
+        chunk_elements = CHUNK_ELEMENTS.get(device)
+        chunk = tile
+        if chunk_elements is not None:
+            chunk = min(tile, max(1, chunk_elements // (geom.kernel_points * corners)))
+        tile = tile // chunk * chunk
+        self.tiles = [slice(start, min(start + tile, count)) for start in range(0, count, tile)]
+        per_image = geom.out_h * geom.out_w
+        self.chunks = []
+        for index, span in enumerate(self.tiles):
+            start = span.start
+            while start < span.stop:
+                stop = min(span.stop, start + chunk)
+                image = 0
+                if positions is None:  # never across images
+                    image = start // per_image
+                    stop = min(stop, (image + 1) * per_image)
+                first = image * per_image
+                self.chunks.append(_Chunk(
+                    index, slice(start - span.start, stop - span.start), slice(start, stop),
+                    image, slice(start - first, stop - first),
+                ))
+                start = stop
+
+    @property
+    def dense(self) -> bool:
+        return self.positions is None
+
+    def chunk_rows(self, values: Tensor, chunk: _Chunk) -> Tensor:
+        """The chunk's (n, C) rows of a per-position tensor: a map (dense) or rows."""
+        if self.dense:
+            return values.view(*values.shape[:2], -1)[chunk.image, :, chunk.in_image].t()
+        return values[chunk.rows]
+
+    def set_chunk_rows(self, values: Tensor, chunk: _Chunk, rows: Tensor) -> None:
+        if self.dense:
+            values.view(*values.shape[:2], -1)[chunk.image, :, chunk.in_image] = rows.t()
+        else:
+            values[chunk.rows] = rows
+
+    def _positions(self, chunk: _Chunk, device: torch.device) -> Tensor:
+        if self.dense:
+            return torch.arange(chunk.rows.start, chunk.rows.stop, device=device)
+        return self.positions[chunk.rows]
+
+    def _offset_mask(self, offset: Tensor, mask: Tensor | None,
+                     chunk: _Chunk) -> tuple[Tensor, Tensor | None]:
+        """A chunk's offsets (n, D, K, 2) and mask (n, D, K)."""
+        k = self.geom.kernel_points
+        offset = self.chunk_rows(offset, chunk)
+        offset = offset.reshape(offset.shape[0], -1, k, 2)
+        if mask is not None:
+            mask = self.chunk_rows(mask, chunk).reshape(offset.shape[:3])
+        return offset, mask
+
+    def taps(self, offset: Tensor | None, mask: Tensor | None, dtype: torch.dtype,
+             device: torch.device) -> list[Taps]:
+        """Per tile, its taps in tap-image order (kh, T, kw, D, n): integer taps without
+        ``offset``, else bilinear ones."""
+        kh, kw = self.geom.kernel
+        shape = (kh, 0, kw, self.corners // 4 if offset is not None else 1,
+                 4 if offset is not None else 1)
+        tiles = [Taps(torch.empty(shape[:1] + (t.stop - t.start,) + shape[2:], dtype=torch.long,
+                                  device=device),
+                      torch.empty(shape[:1] + (t.stop - t.start,) + shape[2:], dtype=dtype,
+                                  device=device))
+                 for t in self.tiles]
+        for chunk in self.chunks:
+            positions = self._positions(chunk, device)
+            if offset is None:
+                taps = integer_taps(self.geom, positions, dtype)
+            else:
+                taps = bilinear_taps(self.geom, positions, *self._offset_mask(offset, mask, chunk))
+            n = positions.shape[0]
+            for dst, src in zip((tiles[chunk.tile].index, tiles[chunk.tile].weight),
+                                (taps.index, taps.weight)):
+                dst[:, chunk.local] = src.view(n, kh, kw, *src.shape[2:]).transpose(0, 1)
+        return tiles
+
+    def taps_backward(self, offset: Tensor, mask: Tensor | None,
+                      grad_weights: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Offset and mask gradients (shaped as given) from the gradients of the tiles' tap
+        weights (tap-image order)."""
+        grad_offset = torch.empty_like(offset)
+        grad_mask = None if mask is None else torch.empty_like(mask)
+        k = self.geom.kernel_points
+        for chunk in self.chunks:
+            grad = grad_weights[chunk.tile][:, chunk.local].transpose(0, 1)
+            grad = grad.reshape(grad.shape[0], k, *grad.shape[3:])  # (n, K, D, 4)
+            g_offset, g_mask = bilinear_taps_backward(
+                self.geom, self._positions(chunk, offset.device),
+                *self._offset_mask(offset, mask, chunk), grad,
+            )
+            self.set_chunk_rows(grad_offset, chunk, g_offset.reshape(g_offset.shape[0], -1))
+            if grad_mask is not None:
+                self.set_chunk_rows(grad_mask, chunk, g_mask.reshape(g_mask.shape[0], -1))
+        return grad_offset, grad_mask
+
+    def _pieces(self, tile: slice) -> list[tuple[int, slice, slice]]:
+        """(image, positions in that image, rows of the tile) of a tile of all positions."""
+        per_image = self.geom.out_h * self.geom.out_w
+        pieces = []
+        start = tile.start
+        while start < tile.stop:
+            image = start // per_image
+            stop = min(tile.stop, (image + 1) * per_image)
+            first = image * per_image
+            pieces.append((image, slice(start - first, stop - first),
+                           slice(start - tile.start, stop - tile.start)))
+            start = stop
+        return pieces
+
+    def new_output(self, table: Tensor, c_out: int) -> Tensor:
+        if self.nchw:
+            per_image = self.geom.out_h * self.geom.out_w
+            return table.new_empty(self.count // per_image, c_out, per_image)
+        return table.new_empty(self.count, c_out)
+
+    def write(self, out: Tensor, tile: slice, rows: Tensor) -> None:
+        """Put a tile's (T, C_out) rows into the output (straight into NCHW: one pass)."""
+        if not self.nchw:
+            out[tile] = rows
+            return
+        for image, positions, part in self._pieces(tile):
+            out[image, :, positions] = rows[part].t()
+
+    def read(self, grad: Tensor, tile: slice) -> Tensor:
+        """A tile's (T, C_out) rows of an output-shaped gradient (see :meth:`flat_grad`)."""
+        if not self.nchw:
+            return grad[tile]
+        parts = [grad[image, :, positions].t() for image, positions, _ in self._pieces(tile)]
+        return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+
+    def flat_grad(self, grad: Tensor) -> Tensor:
+        if self.nchw:
+            return grad.reshape(grad.shape[0], grad.shape[1], -1)
+        return grad.contiguous()
+
+
+class _TapConv(torch.autograd.Function):
+    """The convolution at the plan's positions: sum over taps of the table rows, times the
+    weight, plus the bias; rows (N, C_out) or NCHW (see :class:`_Plan`)."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, offset: Tensor | None, mask: Tensor | None, weight: Tensor,
+                bias: Tensor | None, plan: _Plan) -> Tensor:
+        taps = plan.taps(offset, mask, table.dtype, table.device)
+        out = plan.new_output(table, weight.shape[0])
+        for tile, tile_taps in zip(plan.tiles, taps):
+            rows = _conv_taps(gather_tap_image(table, tile_taps), weight, plan.groups)
+            if bias is not None:
+                rows += bias
+            plan.write(out, tile, rows)
+        if plan.nchw:
+            out = out.view(*out.shape[:2], plan.geom.out_h, plan.geom.out_w)
+        ctx.plan = plan
+        ctx.save_for_backward(table, offset, mask, weight, bias)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        table, offset, mask, weight, bias = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
+        need_taps = need_offset or need_mask
+        need_image = need_table or need_taps
+        grad_out = plan.flat_grad(grad_out)
+        grad_table = torch.zeros_like(table) if need_table else None
+        grad_weight = torch.zeros_like(weight) if need_weight else None
+        taps = plan.taps(offset, mask, table.dtype, table.device)
+        grad_tap_weights = []
+        for tile, tile_taps in zip(plan.tiles if need_image or need_weight else (), taps):
+            if need_taps:
+                tile_taps = Taps(tile_taps.index, tile_taps.weight.requires_grad_())
+            # the table gradient of the rows these taps read, not of the whole table
+            first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
+            with torch.set_grad_enabled(need_image):
+                rows = table[first:last].detach().requires_grad_(need_table)
+                image = gather_tap_image(rows, tile_taps.shifted(first))
+            grad_image, grad_w = _conv_taps_backward(
+                plan.read(grad_out, tile), image.detach(), weight, plan.groups, need_image,
+                need_weight,
+            )
+            if need_weight:
+                grad_weight += grad_w
+            if not need_image:
+                continue
+            inputs = [t for t, need in ((rows, need_table), (tile_taps.weight, need_taps)) if need]
+            grads = torch.autograd.grad(image, inputs, grad_image)
+            if need_table:
+                grad_table[first:last] += grads[0]
+            if need_taps:
+                grad_tap_weights.append(grads[-1])
+        grad_offset = grad_mask = None
+        if need_taps:
+            grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weights)
+            grad_offset = grad_offset if need_offset else None
+            grad_mask = grad_mask if need_mask else None
+        grad_bias = None
+        if need_bias:
+            grad_bias = grad_out.sum((0, 2)) if plan.nchw else grad_out.sum(0)
+        return grad_table, grad_offset, grad_mask, grad_weight, grad_bias, None
+
+
+def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
+         offset: Tensor | None, mask: Tensor | None, weight: Tensor,
+         bias: Tensor | None, nchw: bool = False) -> Tensor:
+    """The convolution at ``positions`` (None: all, offset / mask as maps) of the table's
+    rows: (count, C_out) rows, or NCHW with ``nchw``. Under autocast in float32 like
+    torchvision, cast back after."""
+    table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
+    groups = table.shape[1] // weight.shape[1]
+    corners = 1
+    if offset is not None:
+        corners = 4 * (offset.shape[1] // (2 * geom.kernel_points))
+    device = table.device.type
+    if not torch.is_autocast_enabled(device):
+        plan = _Plan(geom, groups, positions, count, table, table.element_size(), corners, nchw)
+        return _TapConv.apply(table, offset, mask, weight, bias, plan)
+
+    def f32(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float()
+
+    with torch.autocast(device, enabled=False):
+        plan = _Plan(geom, groups, positions, count, table, 4, corners, nchw)
+        out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
+    return out.to(table.dtype)
+
+
+def _check_weight(weight: Tensor, channels: int, bias: Tensor | None) -> None:
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be (C_out, C_in/groups, kh, kw), got {tuple(weight.shape)}")
+    c_out, per_group = weight.shape[:2]
+    if per_group == 0 or channels % per_group or c_out % (channels // per_group):
+        raise ValueError(f"weight {tuple(weight.shape)} does not fit {channels} input channels: "
+                         f"C_in must be a multiple of weight.shape[1] and C_out of the groups")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+
+
+def _offset_groups(offset_channels: int, kernel_points: int, channels: int) -> int:
+    groups, rest = divmod(offset_channels, 2 * kernel_points)
+    if rest or groups == 0:
+        raise ValueError(f"offset has {offset_channels} channels, expected a positive multiple "
+                         f"of 2 * kh * kw = {2 * kernel_points}")
+    if channels % groups:
+        raise ValueError(f"{channels} input channels are not divisible by the {groups} offset "
+                         f"groups that the offset's {offset_channels} channels imply")
+    return groups
+
+
+def deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = (1, 1),
+    padding: IntPair = (0, 0),
+    dilation: IntPair = (1, 1),
+    mask: Tensor | None = None,
+    *,
+    use_taps: bool | None = None,
+) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` as gathered taps + one GEMM: same arguments, layouts
+    and values (DCN v1, and v2 with ``mask``; conv groups from ``weight.shape[1]``, offset groups
+    from ``offset.shape[1]``). Differentiable in input, offset, mask, weight and bias.
+
+    input (B, C_in, H, W); offset (B, 2 * G_off * kh * kw, H_out, W_out) with channel
+    ``g * 2 * kh * kw + 2 * k`` the y and the next one the x offset of kernel point
+    k = i * kw + j of offset group g; mask (B, G_off * kh * kw, H_out, W_out). The result has
+    the input's memory format (channels-last input: channels-last output, no layout copies).
+
+    ``use_taps``: None (default) runs the faster implementation for the input's device (and
+    torchvision's while ``torch.jit`` traces, so tracing tools see the standard op): the
+    taps on CPU (5-8x faster than torchvision's kernel at 128-512 channels, forward and
+    backward), torchvision's kernel on the device types in ``TORCHVISION_DEVICES`` (CUDA: 2-5x
+    faster than the taps on an H100); True / False force the taps / torchvision's kernel.
+    Measurements: docs/deform_conv.md.
+    """
+    if use_taps is None:  # tracers (mmengine's FLOP counter, ONNX) see torchvision's op
+        use_taps = input.device.type not in TORCHVISION_DEVICES and not torch.jit.is_tracing()
+    if not use_taps:
+        return tv_ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
+    if input.dim() != 4 or offset.dim() != 4:
+        raise ValueError(f"input and offset must be 4-D (B, C, H, W), got {tuple(input.shape)} "
+                         f"and {tuple(offset.shape)}")
+    b, c_in, h, w = input.shape
+    _check_weight(weight, c_in, bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    k = geom.kernel_points
+    offset_groups = _offset_groups(offset.shape[1], k, c_in)
+    out_shape = (b, geom.out_h, geom.out_w)
+    if (offset.shape[0], *offset.shape[2:]) != out_shape:
+        raise ValueError(f"offset of shape {tuple(offset.shape)} does not match the output's "
+                         f"(batch, H_out, W_out) = {out_shape}")
+    if mask is not None and tuple(mask.shape) != (b, offset_groups * k, *out_shape[1:]):
+        raise ValueError(f"mask must have shape {(b, offset_groups * k, *out_shape[1:])}, got "
+                         f"{tuple(mask.shape)}")
+    count = b * geom.out_h * geom.out_w
+    table = input.permute(0, 2, 3, 1).reshape(b * h * w, c_in)
+    channels_last = input.is_contiguous(memory_format=torch.channels_last)
+    if channels_last and not input.is_contiguous():  # rows are the channels-last result
+        out = _run(table, geom, None, count, offset, mask, weight, bias)
+        return out.view(*out_shape, -1).permute(0, 3, 1, 2)
+    return _run(table, geom, None, count, offset, mask, weight, bias, nchw=True)
+
+
+def _table(input: Tensor, in_hw: tuple[int, int] | None) -> tuple[Tensor, int, int, int]:
+    """(rows, B, H, W) of a channels-last input given as (B, H, W, C) or as rows + in_hw."""
+    if input.dim() == 4:
+        if in_hw is not None and tuple(in_hw) != tuple(input.shape[1:3]):
+            raise ValueError(f"in_hw={in_hw} contradicts the input's shape {tuple(input.shape)}")
+        b, h, w, c = input.shape
+    elif input.dim() == 2:
+        if in_hw is None:
+            raise ValueError("input given as rows (B*H*W, C) needs in_hw=(H, W)")
+        h, w = in_hw
+        b, rest = divmod(input.shape[0], h * w)
+        if rest:
+            raise ValueError(f"{input.shape[0]} input rows are not a whole number of "
+                             f"{h}x{w} images")
+        c = input.shape[1]
+    else:
+        raise ValueError(f"input must be (B, H, W, C) or rows (B*H*W, C), got "
+                         f"{tuple(input.shape)}")
+    return input.reshape(b * h * w, c), b, h, w
+
+
+def _check_positions(positions: Tensor, count: int) -> None:
+    if positions.dim() != 1 or positions.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"positions must be a 1-D int64 tensor, got {positions.dtype} of "
+                         f"shape {tuple(positions.shape)}")
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= count):
+        raise ValueError(f"positions must lie in [0, B * H_out * W_out) = [0, {count})")
+
+
+def deform_conv2d_at(
+    input: Tensor,
+    positions: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    mask: Tensor | None = None,
+    in_hw: tuple[int, int] | None = None,
+) -> Tensor:
+    """:func:`deform_conv2d` at the given output positions only: (N, C_out) rows.
+
+    Contract (all channels-last, nothing is transposed):
+
+    * ``input``: (B, H, W, C_in), or its rows (B*H*W, C_in) with ``in_hw=(H, W)``; a
+      channels-last (B, C, H, W) tensor ``x`` is ``x.permute(0, 2, 3, 1)`` (a view);
+    * ``positions``: (N,) int64 flat indices over (B, H_out, W_out), ``b * H_out * W_out +
+      y * W_out + x``, with H_out / W_out from torch's conv output-size rule; any order,
+      repeats allowed;
+    * ``offset``: (N, 2 * G_off * kh * kw), row n the offsets of position n in torchvision's
+      channel order (the dense offset map's channels at that position); ``mask``: (N, G_off *
+      kh * kw) likewise.
+
+    Row n of the result equals the dense result at ``positions[n]`` (up to float rounding).
+    """
+    table, b, h, w = _table(input, in_hw)
+    _check_weight(weight, table.shape[1], bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    _check_positions(positions, b * geom.out_h * geom.out_w)
+    n = positions.shape[0]
+    if offset.dim() != 2 or offset.shape[0] != n:
+        raise ValueError(f"offset must be rows (N, 2 * offset_groups * kh * kw), one per "
+                         f"position (N = {n}), got {tuple(offset.shape)}")
+    offset_groups = _offset_groups(offset.shape[1], geom.kernel_points, table.shape[1])
+    if mask is not None and tuple(mask.shape) != (n, offset_groups * geom.kernel_points):
+        raise ValueError(f"mask must be ({n}, {offset_groups * geom.kernel_points}) rows, got "
+                         f"{tuple(mask.shape)}")
+    return _run(table, geom, positions.long(), n, offset, mask, weight, bias)
+
+
+def conv2d_at(
+    input: Tensor,
+    positions: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    in_hw: tuple[int, int] | None = None,
+) -> Tensor:
+    """``F.conv2d`` at the given output positions only: (N, C_out) rows, same ``input`` /
+    ``positions`` contract as :func:`deform_conv2d_at` (groups from ``weight.shape[1]``)."""
+    table, b, h, w = _table(input, in_hw)
+    _check_weight(weight, table.shape[1], bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    _check_positions(positions, b * geom.out_h * geom.out_w)
+    return _run(table, geom, positions.long(), positions.shape[0], None, None, weight, bias)
+
+
+class DeformConv2d(tv_ops.DeformConv2d):
+    """``torchvision.ops.DeformConv2d`` (same arguments, parameters and state-dict keys) that
+    computes with :func:`deform_conv2d`: a module call, so forward hooks (the FLOPs counter)
+    see it."""
+
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, mask)

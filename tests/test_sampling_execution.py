@@ -1,0 +1,187 @@
+"""Sparse execution at inference: equal to the masked path for the same masks."""
+
+import pytest
+import torch
+from sampling_reference import make_block
+
+from seg_sparse.sampling import (
+    GaussianInterpolation,
+    apply_grid_prior,
+    build_sampler,
+    execution_mode,
+    set_execution,
+)
+from seg_sparse.sampling.masks import paired_mask_logits
+from seg_sparse.sampling.sparse_interpolation import plan_interpolation
+
+
+def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def drawn_masks(shape1, shape2, density, grid, seed=0):
+    """Stochastic test-time masks at probability ``density``, drawn once (grid prior applied).
+
+    density 0 without grid: nothing sampled; 0 with grid: only the grid ("grid-only").
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sampler = build_sampler("stochastic")
+    masks = []
+    for shape in (shape1, shape2):
+        if density in (0.0, 1.0):
+            mask = torch.full(shape, density)
+        else:
+            logits = torch.full(shape, float(torch.logit(torch.tensor(density))))
+            mask = sampler(logits, False, 1.0, generator).mask
+        masks.append(apply_grid_prior(mask, grid))
+    return tuple(masks)
+
+
+def output_hw(h, w, stride):
+    return (h - 1) // stride + 1, (w - 1) // stride + 1
+
+
+BLOCKS = {  # name: make_block kwargs
+    "first-downsample-stride2": dict(stride=2),
+    "dilated-dcn": dict(dilation=2, with_dcn=True),
+    "dcn-stride2": dict(stride=2, with_dcn=True),
+    "plain-3x3": dict(),
+    "resnext-groups": dict(stride=2, groups=2, width=8),
+    "resnext-groups-dcn": dict(dilation=4, with_dcn=True, groups=4, width=8),
+}
+#: name: (sampling probability, grid interval); 0.9 takes auto's dense-conv2 branch
+DENSITIES = {"zero": (0.0, None), "grid-only": (0.0, 3), "0.3": (0.3, 3), "0.9": (0.9, 3),
+             "1.0": (1.0, 3)}
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("density", list(DENSITIES))
+@pytest.mark.parametrize("kind", list(BLOCKS))
+@pytest.mark.parametrize("execution", ["sparse", "auto"])
+def test_sparse_execution_equals_the_masked_path(kind, density, batch, execution):
+    block = make_block("stochastic", **BLOCKS[kind]).eval()
+    x = torch.randn(batch, 16, 13, 18)
+    p, grid = DENSITIES[density]
+    h2, w2 = output_hw(13, 18, block.stride)
+    block.mask_override = drawn_masks((batch, 1, 13, 18), (batch, 1, h2, w2), p, grid)
+    block.execution = "masked"
+    expected = block(x)
+    block.execution = execution
+    got = block(x)
+    assert got.shape == expected.shape
+    assert max_rel_err(got, expected) < 1e-4
+    assert torch.equal(block.last_sampling.mask2, block.mask_override[1])
+
+
+@pytest.mark.parametrize("with_dcn", [False, True])
+def test_soft_masks_weight_the_computed_positions_as_the_masked_path(with_dcn):
+    """The relu baseline's test mask is the gate g in [0, 1]: computed where g > 0, weighted."""
+    block = make_block("relu", stride=2, with_dcn=with_dcn).eval()
+    x = torch.randn(2, 16, 12, 15)
+    torch.manual_seed(1)
+    m1 = torch.rand(2, 1, 12, 15)
+    m2 = torch.rand(2, 1, 6, 8)
+    m1[m1 < 0.5] = 0
+    m2[m2 < 0.6] = 0
+    block.mask_override = (m1, m2)
+    with execution_mode(block, "masked"):
+        expected = block(x)
+    with execution_mode(block, "sparse"):
+        got = block(x)
+    assert max_rel_err(got, expected) < 1e-4
+
+
+def test_the_executed_path_samples_the_same_masks_from_the_same_draws():
+    block = make_block("stochastic", stride=2, with_dcn=True).eval()
+    torch.nn.init.normal_(block.mask1.conv.weight, std=0.1)
+    torch.nn.init.normal_(block.mask2.conv.weight, std=0.1)
+    block.mask1.conv.bias.data.fill_(-0.5)
+    block.mask2.conv.bias.data.fill_(0.5)
+    x = torch.randn(2, 16, 14, 14)
+    outputs, masks = {}, {}
+    for mode in ("masked", "auto"):
+        block.execution = mode
+        block.set_generator(torch.Generator().manual_seed(3))
+        outputs[mode] = block(x)
+        masks[mode] = (block.last_sampling.mask1, block.last_sampling.mask2)
+    assert torch.equal(masks["masked"][0], masks["auto"][0])
+    assert torch.equal(masks["masked"][1], masks["auto"][1])
+    assert 0.2 < float(masks["auto"][1].mean()) < 0.9
+    assert max_rel_err(outputs["auto"], outputs["masked"]) < 1e-4
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_paired_mask_logits_equal_the_predictor_convs_values_and_gradients(stride,
+                                                                           memory_format):
+    block = make_block("stochastic", stride=stride)
+    torch.nn.init.normal_(block.mask1.conv.weight)
+    torch.nn.init.normal_(block.mask2.conv.weight)
+    x = torch.randn(2, 16, 11, 16).contiguous(memory_format=memory_format).requires_grad_()
+    z1, z2 = paired_mask_logits((block.mask1, block.mask2), x)
+    r1, r2 = block.mask1(x), block.mask2(x)
+    torch.testing.assert_close(z1, r1, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(z2, r2, rtol=1e-5, atol=1e-4)
+    upstream = (torch.randn_like(r1), torch.randn_like(r2))
+    grads = torch.autograd.grad((z1, z2), (x, block.mask2.conv.weight, block.mask1.conv.bias),
+                                upstream)
+    expected = torch.autograd.grad((r1, r2), (x, block.mask2.conv.weight,
+                                              block.mask1.conv.bias), upstream)
+    for got, ref in zip(grads, expected):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_folded_weights_follow_loaded_weights():
+    block = make_block("dense").eval()
+    x = torch.randn(1, 16, 8, 8)
+    before = block(x)
+    other = make_block("dense", seed=5)
+    block.load_state_dict(other.state_dict())
+    after = block(x)
+    block.execution = "masked"
+    assert not torch.allclose(after, before)
+    assert max_rel_err(after, block(x)) < 1e-5
+
+
+def test_training_always_runs_the_masked_path_with_gradients():
+    block = make_block("stochastic", with_dcn=True, execution="sparse").train()
+    x = torch.randn(2, 16, 9, 9, requires_grad=True)
+    block(x).sum().backward()
+    assert x.grad is not None and block.mask1.conv.weight.grad is not None
+
+
+def test_execution_mode_is_validated_and_restored():
+    block = make_block("stochastic")
+    with pytest.raises(ValueError, match="execution must be one of .*'fast'"):
+        set_execution(block, "fast")
+    with pytest.raises(ValueError, match="execution must be one of"):
+        make_block("stochastic", execution="gpu")
+    with execution_mode(block, "sparse"):
+        assert block.execution == "sparse"
+    assert block.execution == "auto"
+
+
+@pytest.mark.parametrize("scale", [3.0, 1.2])
+@pytest.mark.parametrize("binary", [True, False])
+def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
+    """Sparse-matrix interpolation over the computed rows == the separable dense blur, also
+    for a learned small bandwidth (wide reach) and soft masks."""
+    torch.manual_seed(0)
+    interp = GaussianInterpolation(window=7, init_scale=scale)
+    feats = torch.randn(2, 5, 10, 13)
+    mask = (torch.rand(2, 1, 10, 13) < 0.25).float()
+    if not binary:
+        mask = mask * torch.rand_like(mask)
+    expected = interp(feats, mask)
+    flat = mask.reshape(-1)
+    index = (flat > 0).nonzero().squeeze(1)
+    column = torch.full_like(flat, -1, dtype=torch.long)
+    column[index] = torch.arange(index.numel())
+    rows = feats.permute(0, 2, 3, 1).reshape(-1, 5)
+    plan = plan_interpolation(mask, interp.kernel_1d(torch.float64, feats.device), interp.eps,
+                              column, index.numel(), binary)
+    out = rows * flat[:, None]
+    fill = plan.fill(rows[index])
+    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
+    got = out.view(2, 10, 13, 5).permute(0, 3, 1, 2)
+    assert max_rel_err(got, expected) < 1e-5
