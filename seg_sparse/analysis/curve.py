@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from seg_sparse.errors import UserInputError
+
 from .output import table
 
 #: Test-time sampler of a config -> method family of the paper's plots.
@@ -31,7 +33,7 @@ ACCURACY_KEYS = ("mIoU", "mAP", "coco/bbox_mAP", "bbox_mAP", "pascal_voc/mAP")
 GFLOPS_KINDS = ("backbone", "total")
 
 
-class ResultFileError(ValueError):
+class ResultFileError(UserInputError, ValueError):
     """A result JSON that cannot be read or lacks what the curve needs."""
 
 

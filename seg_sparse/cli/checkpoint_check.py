@@ -12,10 +12,12 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from seg_sparse.errors import UserInputError
+
 _WRAPPER_PREFIX = re.compile(r"^module\.")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserInputError, ValueError):
     """The checkpoint's state_dict does not match the model built from the config."""
 
 

@@ -13,13 +13,15 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
+from seg_sparse.errors import UserInputError
+
 from .cfg_options import merge_checked_options
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 
-class CommandError(RuntimeError):
+class CommandError(UserInputError, RuntimeError):
     """A usage problem detected by the CLI itself (printed without a traceback)."""
 
 

@@ -12,8 +12,10 @@ from mmcv.transforms import LoadImageFromFile
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
+from seg_sparse.errors import UserInputError
 
-class BadDataError(ValueError):
+
+class BadDataError(UserInputError, ValueError):
     """A data file that must not be trained or evaluated on; the message names it."""
 
 
