@@ -36,8 +36,10 @@ _run_ids = itertools.count()
 
 
 def unique_name(prefix: str) -> list[str]:
-    """cfg-option giving each in-process Runner its own logger / message hub instance."""
-    return [f"experiment_name={prefix}_{os.getpid()}_{next(_run_ids)}"]
+    """cfg-options giving each in-process Runner its own logger / message hub and visualizer
+    instance (else a second run logs its scalars into the first run's folder)."""
+    name = f"{prefix}_{os.getpid()}_{next(_run_ids)}"
+    return [f"experiment_name={name}", f"visualizer.name={name}"]
 
 
 def seg_sparse(*argv: str) -> int:

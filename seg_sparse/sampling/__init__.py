@@ -10,7 +10,7 @@ Public API (interface used by ``seg_sparse.models``; see each module for details
 * :class:`GaussianInterpolation` -- normalized separable Gaussian RBF interpolation.
 * :class:`SparseBottleneck`, :class:`SamplingOutput`.
 * :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
-  :func:`set_temperature_iter`, :func:`set_sampling_generator`.
+  :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`.
 
 Additions to the agreed interface (nothing removed or renamed):
 
@@ -49,6 +49,7 @@ from .masks import MaskPredictor
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
+    sampling_generators,
     set_sampling_generator,
     set_temperature_iter,
     sparse_blocks,
@@ -70,6 +71,7 @@ __all__ = [
     "build_sampler",
     "check_grid_interval",
     "grid_prior_mask",
+    "sampling_generators",
     "set_sampling_generator",
     "set_temperature_iter",
     "sparse_blocks",

@@ -92,3 +92,14 @@ def set_sampling_generator(module: nn.Module, generator: torch.Generator | None)
     """Make every sparse block inside ``module`` draw its noise from ``generator``."""
     for _, block in sparse_blocks(module):
         block.set_generator(generator)
+
+
+def sampling_generators(module: nn.Module) -> list[torch.Generator]:
+    """The distinct generators the sparse blocks of ``module`` draw from, in block order
+    (empty when all use torch's global RNG); e.g. to save and restore their states."""
+    found: list[torch.Generator] = []
+    for _, block in sparse_blocks(module):
+        generator = block._generator
+        if generator is not None and not any(generator is g for g in found):
+            found.append(generator)
+    return found
