@@ -52,6 +52,7 @@ def test_metrics_json_has_finite_miou_and_per_class_iou(tested):
     report, _, _ = tested
     metrics = report["metrics"]
     assert math.isfinite(metrics["mIoU"]) and 0 <= metrics["mIoU"] <= 100
+    assert report["sampler"] == "dense"  # recorded for `seg-sparse curve`
     assert 0 < metrics["aAcc"] <= 100
     assert len(report["per_class"]) == 19 and "road" in report["per_class"]
     ious = [v["IoU"] for v in report["per_class"].values() if v["IoU"] is not None]

@@ -90,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
     shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
     model = build_eval_model(cfg)
 
+    from seg_sparse.analysis.curve import sampler_of_config
     from seg_sparse.flops import count_flops
 
-    result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint}
+    result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint,
+                              "sampler": sampler_of_config(cfg)}
     extra_rows: dict[str, Any] = {}
     if args.checkpoint is None:
         report = count_flops(model, shape)

@@ -174,9 +174,12 @@ def build_report(cfg, args: argparse.Namespace, metrics: dict, per_class: dict,
     """The content of ``metrics.json`` (NaN, i.e. a class absent from GT and prediction,
     becomes null)."""
     official_keys = [k for k in metrics if k.startswith("averageScore")]
+    from seg_sparse.analysis.curve import sampler_of_config
+
     report: dict[str, Any] = {
         "config": args.config,
         "checkpoint": args.checkpoint,
+        "sampler": sampler_of_config(cfg),  # what `seg-sparse curve` groups by
         "metrics": {k: _finite_or_none(v) for k, v in metrics.items()
                     if k not in official_keys},
         "per_class": {name: {k: _finite_or_none(v) for k, v in vals.items()}
