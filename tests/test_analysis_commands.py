@@ -274,6 +274,25 @@ def test_visualize_bad_inputs(models: Models, tmp_path: Path, capsys) -> None:
     assert "missing_dir" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_visualize_checks_every_image_before_writing(models: Models, tmp_path: Path, capsys,
+                                                     damage: str) -> None:
+    """A bad second image stops the command before the first image's figures are written."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = next((models.data / "leftImg8bit" / "val").rglob("*.png"))
+    (folder / "a.png").write_bytes(good.read_bytes())
+    bad = folder / "b.png"
+    bad.write_bytes(b"" if damage == "empty" else good.read_bytes()[: len(good.read_bytes()) // 3])
+    out = tmp_path / "out"
+    rc = main(["visualize", str(models.sparse_config), str(models.sparse_ckpt), str(folder),
+               "--out-dir", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot decode image '{bad}'" in err[0]
+    assert not out.exists() or not list(out.iterdir())
+
+
 # -- curve ------------------------------------------------------------------------------------
 def _result(path: Path, config: str, miou: float, gflops: float | None,
             sampler: str | None = None) -> str:

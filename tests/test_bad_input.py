@@ -45,6 +45,25 @@ def test_undecodable_image(synthcity, trained, tmp_path, capsys):
     assert "cannot decode image" in err and str(broken) in err
 
 
+def test_empty_image_is_one_line_naming_it(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "empty_image")
+    empty = sorted((root / "leftImg8bit" / "val").glob("*/*.png"))[0]
+    empty.write_bytes(b"")
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: cannot decode image '{empty}': the file is empty "
+                   "(0 bytes)"]
+
+
+def test_image_and_label_of_different_sizes(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "size_mismatch")
+    label = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    Image.fromarray(np.array(Image.open(label))[:-8]).save(label)
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"'{label}' is" in err[0] and "leftImg8bit.png' is" in err[0]
+
+
 def test_label_values_outside_train_ids(synthcity, trained, tmp_path, capsys):
     root = copy_dataset(synthcity, tmp_path / "bad_labels")
     label = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]

@@ -10,7 +10,6 @@ images. Prints a table and writes ``flops.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os.path as osp
 from typing import Any
 
@@ -107,12 +106,9 @@ def run(args: argparse.Namespace) -> int:
     result.update(report.to_dict())
     print(report.format_table(extra_rows=extra_rows))
 
-    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    from mmengine.utils import mkdir_or_exist
+    from seg_sparse.analysis.output import write_json
 
-    mkdir_or_exist(out_dir)
-    path = osp.join(out_dir, OUTPUT_FILE)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    path = write_json(out_dir, OUTPUT_FILE, result)
     print(f"GFLOPs written to {path}")
     return 0

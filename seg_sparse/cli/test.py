@@ -10,7 +10,6 @@ are printed as a table and written to ``<work_dir>/metrics.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os.path as osp
 from typing import Any
@@ -100,9 +99,9 @@ def evaluate(args: argparse.Namespace) -> int:
         official = next((m.class_scores for m in metric_objects
                          if getattr(m, "class_scores", None)), {})
         report = build_report(cfg, args, metrics, per_class, official)
-        path = osp.join(cfg.work_dir, METRICS_FILE)
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2)
+        from seg_sparse.analysis.output import write_json
+
+        path = write_json(cfg.work_dir, METRICS_FILE, report)
         print(format_table(report))
         print(f"metrics written to {path}")
         if args.out:
