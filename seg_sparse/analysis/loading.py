@@ -165,10 +165,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def load_config(config: str, cfg_options: dict | None = None,
                 data_root: str | None = None) -> Config:
     """Read ``config`` with checked ``--cfg-options`` and an optional evaluation data root."""
+    from seg_sparse.apis import check_config_values
     from seg_sparse.cli.cfg_options import merge_checked_options
 
     cfg = Config.fromfile(config)
     merge_checked_options(cfg, cfg_options)
+    check_config_values(cfg)
     if data_root:
         if not osp.isdir(data_root):
             raise CommandError(f"--data-root '{data_root}' is not a directory")

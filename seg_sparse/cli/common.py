@@ -13,11 +13,18 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
+from seg_sparse.apis import check_config_values
 from seg_sparse.errors import UserInputError
+from seg_sparse.fileio import check_writable_dir
 
 from .cfg_options import merge_checked_options
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+#: Seconds a CPU (gloo) rank waits for the others in a collective before it fails, instead of
+#: gloo's 30 minutes: a crashed or hung rank ends the run soon. Long waits are legitimate only
+#: when one rank works alone (e.g. the official Cityscapes evaluation on rank 0); raise it with
+#: --cfg-options +env_cfg.dist_cfg.timeout=SECONDS.
+CPU_DIST_TIMEOUT_S = 600
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 
@@ -70,16 +77,19 @@ def load_config(args: argparse.Namespace) -> Config:
         for loader in DATALOADERS:
             if cfg.get(loader) is not None:
                 cfg[loader].dataset.data_root = args.data_root
+    check_config_values(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    check_writable_dir(cfg.work_dir)
     setup_launcher(cfg)
     return cfg
 
 
 def setup_launcher(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU: gloo backend and a CPU-capable DDP wrapper.
+    """Make ``--launcher pytorch`` work on CPU: gloo backend with a :data:`CPU_DIST_TIMEOUT_S`
+    default timeout, and a CPU-capable DDP wrapper.
 
     mmengine's own init calls ``torch.cuda.set_device`` (fails without a GPU) and wraps the
     model with ``device_ids=[LOCAL_RANK]`` (refused by DDP for CPU modules), so on CPU the
@@ -99,16 +109,16 @@ def setup_launcher(cfg: Config) -> None:
     env_cfg = cfg.setdefault("env_cfg", {})
     dist_cfg = dict(env_cfg.get("dist_cfg") or {})
     dist_cfg["backend"] = "gloo"
+    dist_cfg.setdefault("timeout", CPU_DIST_TIMEOUT_S)
     env_cfg["dist_cfg"] = dist_cfg
     if "RANK" not in os.environ:
         raise CommandError("--launcher pytorch expects to be started by torchrun "
                            "(RANK/WORLD_SIZE/MASTER_ADDR are not set)")
     if not dist.is_initialized():
-        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
-        if "timeout" in kwargs:
-            from datetime import timedelta
+        from datetime import timedelta
 
-            kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
+        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
+        kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
         dist.init_process_group(backend="gloo", **kwargs)
     if cfg.get("model_wrapper_cfg") is None:
         cfg.model_wrapper_cfg = dict(

@@ -21,6 +21,7 @@ from seg_sparse.analysis.loading import (
     load_weights,
     measure_densities,
 )
+from seg_sparse.fileio import check_writable_dir
 
 from .common import CommandError
 
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
     if args.shape is not None and min(args.shape) < 1:
         raise CommandError(f"--shape must be two positive integers H W, got {args.shape}")
+    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    check_writable_dir(out_dir)
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
     model = build_eval_model(cfg)
@@ -108,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
 
     from seg_sparse.analysis.output import write_json
 
-    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     path = write_json(out_dir, OUTPUT_FILE, result)
     print(f"GFLOPs written to {path}")
     return 0
