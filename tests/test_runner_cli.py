@@ -18,6 +18,8 @@ import torch
 from cli_support import CPU_CONFIG, TINY_OPTIONS, seg_sparse, unique_name
 from PIL import Image
 
+from seg_sparse.compat.checkpoint import DIGEST_KEY
+
 # labelIds of the 19 evaluated Cityscapes classes (trainId order)
 CITYSCAPES_EVAL_IDS = {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
 
@@ -134,6 +136,7 @@ def test_legacy_checkpoint_needs_trust_flag(trained, tmp_path, capsys):
     """A checkpoint pickling more than plain data is refused unless --trust-checkpoint."""
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)
     checkpoint["meta"]["legacy"] = argparse.Namespace(note="not an allowlisted type")
+    del checkpoint["meta"][DIGEST_KEY]  # an edited file no longer matches its digest
     legacy = tmp_path / "legacy.pth"
     torch.save(checkpoint, legacy)
     command = ["test", CPU_CONFIG, str(legacy), "--work-dir", str(tmp_path / "work"),
@@ -141,7 +144,7 @@ def test_legacy_checkpoint_needs_trust_flag(trained, tmp_path, capsys):
 
     assert seg_sparse(*command, *unique_name("untrusted")) == 2
     err = capsys.readouterr().err
-    assert f"Refusing to load checkpoint {legacy}" in err and "--trust-checkpoint" in err
+    assert f"Refusing to load checkpoint '{legacy}'" in err and "--trust-checkpoint" in err
 
     assert seg_sparse("test", "--trust-checkpoint", *command[1:], *unique_name("trusted")) == 0
     assert json.loads((tmp_path / "work" / "metrics.json").read_text())["checkpoint"] == str(legacy)
