@@ -10,7 +10,7 @@ import torch
 from cli_support import CPU_CONFIG, seg_sparse
 from mmengine.config import Config
 
-from seg_sparse.cli.cfg_options import ConfigKeyError, merge_checked_options
+from seg_sparse.apis import ConfigKeyError, merge_checked_options
 from seg_sparse.cli.main import COMMANDS
 
 

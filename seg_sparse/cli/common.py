@@ -1,8 +1,8 @@
 """Options and config handling shared by the ``train`` and ``test`` commands.
 
 Mirrors mmseg's ``tools/train.py`` / ``tools/test.py`` (same option names) with three additions:
-checked ``--cfg-options`` (see :mod:`seg_sparse.cli.cfg_options`), ``--data-root`` for all
-three dataloaders at once, and a launcher setup that also works on CPU-only machines.
+checked ``--cfg-options`` and values (:func:`seg_sparse.apis.load_config`), ``--data-root`` for
+all three dataloaders at once, and a launcher setup that also works on CPU-only machines.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from seg_sparse.apis import check_config_values
+from seg_sparse.apis import load_config
 from seg_sparse.errors import UserInputError
 from seg_sparse.fileio import check_writable_dir
-
-from .cfg_options import merge_checked_options
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 #: Seconds a CPU (gloo) rank waits for the others in a collective before it fails, instead of
@@ -25,7 +23,6 @@ LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 #: when one rank works alone (e.g. the official Cityscapes evaluation on rank 0); raise it with
 #: --cfg-options +env_cfg.dist_cfg.timeout=SECONDS.
 CPU_DIST_TIMEOUT_S = 600
-DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 
 class CommandError(UserInputError, RuntimeError):
@@ -63,21 +60,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Read the config and apply launcher, ``--cfg-options``, ``--data-root``, work dir."""
-    if not osp.isfile(args.config):
-        raise CommandError(f"config file '{args.config}' does not exist")
+def config_from_args(args: argparse.Namespace) -> Config:
+    """:func:`seg_sparse.apis.load_config` of ``args.config`` plus the launcher and the work
+    dir (created, and proven writable, before anything long runs)."""
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
     cfg.launcher = args.launcher
-    merge_checked_options(cfg, args.cfg_options)
-    if args.data_root:
-        if not osp.isdir(args.data_root):
-            raise CommandError(f"--data-root '{args.data_root}' is not a directory")
-        for loader in DATALOADERS:
-            if cfg.get(loader) is not None:
-                cfg[loader].dataset.data_root = args.data_root
-    check_config_values(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:

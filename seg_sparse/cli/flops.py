@@ -15,12 +15,8 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from seg_sparse.analysis.loading import (
-    build_eval_model,
-    load_config,
-    load_weights,
-    measure_densities,
-)
+from seg_sparse.analysis.loading import evaluate_on_val_images
+from seg_sparse.apis import build_eval_model, load_config, load_weights
 from seg_sparse.fileio import check_writable_dir
 
 from .common import CommandError
@@ -78,9 +74,8 @@ def eval_input_shape(cfg: Config) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not osp.isfile(args.config):
-        raise CommandError(f"config file '{args.config}' does not exist")
-    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+    if args.checkpoint is not None and "://" not in args.checkpoint and \
+            not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
     if args.num_images < 1:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
@@ -102,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         report = count_flops(model, shape)
     else:
         load_weights(model, args.checkpoint, args.trust_checkpoint)
-        measured, metric = measure_densities(model, cfg, args.num_images)
+        measured, metric = evaluate_on_val_images(model, cfg, args.num_images)
         report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
         result.update(measured)
         extra_rows[f"mIoU ({measured['num_images']} images)"] = measured["mIoU"]

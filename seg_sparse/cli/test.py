@@ -14,7 +14,7 @@ import math
 import os.path as osp
 from typing import Any
 
-from .common import CommandError, add_common_arguments, build_runner, load_config
+from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
 NAME = "test"
 METRICS_FILE = "metrics.json"
@@ -63,26 +63,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if "://" not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
-    if not args.trust_checkpoint:
-        return evaluate(args)
-    from seg_sparse.compat.checkpoint import allow_legacy_checkpoints
+    from seg_sparse.compat import legacy_checkpoints_trusted
 
-    allow_legacy_checkpoints()  # for this command only, not for the rest of the process
-    try:
+    with legacy_checkpoints_trusted(args.trust_checkpoint):  # this command only
         return evaluate(args)
-    finally:
-        allow_legacy_checkpoints(False)
 
 
 def evaluate(args: argparse.Namespace) -> int:
     """Check the checkpoint against the model, test it, print and write the metrics."""
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     cfg.test_evaluator = with_cityscapes_metric(cfg, args.out, args.cityscapes_eval)
 
     from mmengine.model import is_model_wrapper
 
-    from .checkpoint_check import check_checkpoint_matches
+    from seg_sparse.apis import check_checkpoint_matches
 
     runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -20,6 +20,7 @@ from .checkpoint import (
     allow_legacy_checkpoints,
     checkpoint_digest,
     legacy_checkpoints_allowed,
+    legacy_checkpoints_trusted,
     load_checkpoint_bytes,
     load_checkpoint_safely,
     register_safe_globals,
@@ -44,6 +45,7 @@ __all__ = [
     "compiled_mmcv_available",
     "is_fallback_installed",
     "legacy_checkpoints_allowed",
+    "legacy_checkpoints_trusted",
     "load_checkpoint_bytes",
     "load_checkpoint_safely",
 ]

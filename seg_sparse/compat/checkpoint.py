@@ -29,7 +29,8 @@ import os
 import pickle
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,21 @@ def allow_legacy_checkpoints(enabled: bool = True) -> None:
 
 def legacy_checkpoints_allowed() -> bool:
     return _legacy_allowed or os.environ.get(TRUST_ENV_VAR, "") == "1"
+
+
+@contextmanager
+def legacy_checkpoints_trusted(trusted: bool = True) -> Iterator[None]:
+    """:func:`allow_legacy_checkpoints` for the ``with`` block only (no-op when not
+    ``trusted``): the opt-in of one command must not outlive it."""
+    if not trusted:
+        yield
+        return
+    previous = _legacy_allowed
+    allow_legacy_checkpoints(True)
+    try:
+        yield
+    finally:
+        allow_legacy_checkpoints(previous)
 
 
 def load_checkpoint_safely(path: str | os.PathLike, map_location: Any = "cpu",
