@@ -1,4 +1,4 @@
-"""``seg-sparse flops CONFIG``: GFLOPs of backbone, head and total (DESIGN.md section 2).
+"""``seg-sparse flops CONFIG``: GFLOPs of backbone, head and total (docs/design.md).
 
 Without a checkpoint: the dense count of the config's model at ``--shape`` (default: the
 validation pipeline's resize, e.g. 1024x2048 for Cityscapes). With ``--checkpoint``: also the

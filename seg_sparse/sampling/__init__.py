@@ -1,45 +1,23 @@
-"""Plain-torch sampling primitives and the sparse bottleneck (no mmseg / mmcv imports).
+"""Stochastic feature sampling and interpolation in plain torch (no mmseg / mmcv imports).
 
-Public API (interface used by ``seg_sparse.models``; see each module for details):
+The method as implemented, and where it departs from the paper: docs/design.md.
 
-* :class:`MaskPredictor` -- 3x3 conv -> 1 logit channel, weight 0 / bias 3.
-* :func:`build_sampler` (``'stochastic'``, ``'deterministic'``, ``'relu'``, ``'dense'``) ->
-  :class:`MaskSampler`; ``sampler(z, training, temperature, generator) -> SampleResult``.
-* :class:`GumbelTemperature` -- buffers ``value`` / ``iteration``; ``set_iter(i)``, ``step()``.
-* :func:`grid_prior_mask`, :func:`apply_grid_prior` -- always-sampled lattice (k = 11).
-* :class:`GaussianInterpolation` -- normalized separable Gaussian RBF interpolation.
-* :class:`SparseBottleneck`, :class:`SamplingOutput`.
-* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
+* :class:`SparseBottleneck` -- a ResNet / ResNeXt bottleneck that samples the outputs of conv1
+  and conv2 (``sampler='dense'``: the plain bottleneck); after each forward its
+  ``last_sampling`` (:class:`SamplingOutput`) holds the probabilities and masks it used;
+  ``reset_sampling_parameters()`` re-applies the initialisation of the sampling layers after a
+  framework-wide conv init; ``set_generator()`` picks the noise generator.
+* :class:`MaskPredictor` -- 3x3 conv to one logit per position, weight 0 / bias 3.
+* :func:`build_sampler` (``'stochastic'``, ``'deterministic'``, ``'relu'``, ``'dense'``,
+  :data:`SAMPLERS`) -> :class:`MaskSampler`; ``sampler(z, training, temperature, generator)``
+  -> :class:`SampleResult` (``prob`` for the loss, ``mask`` for gating).
+* :class:`GumbelTemperature` -- the annealed temperature (buffers ``value`` / ``iteration``;
+  ``set_iter``, ``step``, ``reschedule``).
+* :func:`grid_prior_mask`, :func:`apply_grid_prior`, :func:`check_grid_interval` -- the
+  always-computed lattice.
+* :class:`GaussianInterpolation` -- normalized separable Gaussian interpolation.
+* Over a whole model: :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`.
-
-Additions to the agreed interface (nothing removed or renamed):
-
-* ``SparseBottleneck.reset_sampling_parameters()`` re-applies the zero / bias-3 / bandwidth
-  initialisation of the new layers; call it after an init_cfg that re-initialises all
-  ``nn.Conv2d`` (mmengine's Kaiming init would otherwise overwrite the mask predictors and
-  the DCN offset conv).
-* ``SparseBottleneck.is_dense``; for ``dense`` blocks ``last_sampling`` holds ones (not None).
-* ``MaskSampler.is_dense`` / ``MaskSampler.uses_temperature`` (False for relu / dense: they
-  ignore T, though relu blocks still carry a ``temperature`` buffer like every sampling block).
-* ``GumbelTemperature.reschedule(max_iters)`` re-targets the schedule's end in place.
-* ``SparseBottleneck(..., groups=1, width=None)`` (last, optional): the ResNeXt variant --
-  conv1/conv2/conv3 at ``width`` channels, conv2 grouped; defaults give the ResNet block.
-* ``check_grid_interval`` validates a grid setting (blocks call it at construction).
-* Deep-copying / pickling a block drops ``last_sampling`` (its autograd graph cannot be copied).
-* ``sparsity_loss`` / ``block_densities`` accept ``(name, block)`` pairs or plain blocks;
-  ``sparsity_loss`` skips dense blocks (zero scalar when nothing samples).
-
-Choices and deviations from DESIGN.md section 1 (details in the module docstrings):
-
-* interpolation divides by ``max(G*M, eps)`` instead of ``G*M + eps`` (exact on constant fields;
-  identical where no sampled neighbour is in reach) -- interpolation.py;
-* the ``relu`` baseline is the gate g = 1 - exp(-relu(z)) (train mask g, test mask 1[z > 0],
-  loss probability g) -- samplers.py;
-* the grid prior forces mask positions to 1 in training (soft masks) and at test alike; the
-  probabilities fed to the sparsity loss are left untouched;
-* interpolation runs before conv3 (on P channels, a quarter of the cost of interpolating
-  conv3's output; equal to it in eval, where conv3 + bn3 is affine, wherever a sampled
-  neighbour is in reach, because the interpolation weights are normalized).
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck

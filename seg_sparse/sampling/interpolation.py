@@ -20,11 +20,11 @@ class GaussianInterpolation(nn.Module):
     Where M = 1 the output is F exactly; a constant field is reproduced exactly wherever a
     sampled position lies inside the window.
 
-    Deviation from DESIGN.md (``/ (G*M + eps)``): the denominator is ``max(G*M, eps)``. Adding
-    eps biases every interpolated value towards 0 by a factor G*M / (G*M + eps) (about 6e-4 for a
-    single sampled neighbour at distance 1 with s = 3), so a constant field would not be
-    reproduced; the clamp keeps the division safe where no sampled neighbour is in reach
-    (output -> 0 there, as with +eps) and is exact elsewhere.
+    Deviation from the paper (``/ (G*M + eps)``, docs/design.md): the denominator is
+    ``max(G*M, eps)``. Adding eps biases every interpolated value towards 0 by a factor
+    G*M / (G*M + eps) (about 6e-4 for a single sampled neighbour at distance 1 with s = 3), so a
+    constant field would not be reproduced; the clamp keeps the division safe where no sampled
+    neighbour is in reach (output -> 0 there, as with +eps) and is exact elsewhere.
     """
 
     def __init__(self, window: int = 7, init_scale: float = 3.0, eps: float = 1e-5) -> None:
