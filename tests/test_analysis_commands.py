@@ -16,8 +16,6 @@ from PIL import Image
 
 from seg_sparse.cli.main import main
 
-pytest_plugins = ("cli_support",)
-
 REPO = Path(__file__).resolve().parents[1]
 SPARSE_CPU = REPO / "configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py"
 DENSE_CPU = REPO / "configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py"

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_support import CPU_CONFIG, TINY_OPTIONS, copy_dataset, seg_sparse, unique_name
+from cli_support import CPU_CONFIG, copy_dataset, seg_sparse, unique_name
 from PIL import Image
 
-pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
 pytestmark = pytest.mark.slow
 
 
 def _test_on(root, trained, tmp_path, *extra_options: str) -> int:
-    return seg_sparse("test", CPU_CONFIG, str(trained.checkpoint), "--work-dir",
+    return seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
                       str(tmp_path / "work"), "--data-root", str(root), "--cfg-options",
-                      *TINY_OPTIONS, *extra_options, *unique_name("bad"))
+                      *extra_options, *unique_name("bad"))
 
 
-def test_missing_data_root(tmp_path, capsys):
+def test_missing_data_root(tiny, tmp_path, capsys):
     missing = tmp_path / "no_such_root"
-    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(tmp_path / "work"), "--cfg-options",
-                    *TINY_OPTIONS, f"train_dataloader.dataset.data_root={missing}",
+    rc = seg_sparse("train", tiny, "--work-dir", str(tmp_path / "work"), "--cfg-options",
+                    f"train_dataloader.dataset.data_root={missing}",
                     *unique_name("missing_root"))
     assert rc == 2
     err = capsys.readouterr().err

@@ -20,7 +20,7 @@ from pathlib import Path
 import mmseg
 import pytest
 import torch
-from cli_support import CPU_CONFIG, TINY_OPTIONS, seg_sparse, unique_name
+from cli_support import seg_sparse, unique_name
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
@@ -28,7 +28,6 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from seg_sparse.compat import UnsafeCheckpointError, allow_legacy_checkpoints
 from seg_sparse.compat.checkpoint_schemes import UnknownCheckpointSourceError, is_safe_loader
 
-pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
 TIMEOUT_S = 20
 
 
@@ -170,26 +169,26 @@ def test_trusted_legacy_checkpoint_over_http_loads_with_a_warning(served):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["test", "resume", "load_from", "init_cfg", "last_checkpoint"])
-def test_cli_refuses_malicious_url(served, synthcity, tmp_path, capsys, how):
+def test_cli_refuses_malicious_url(served, synthcity, tiny, tmp_path, capsys, how):
     base, marker = served
     url = f"{base}/evil.pth"
     work_dir = tmp_path / "work"
     common = ["--work-dir", str(work_dir), "--data-root", str(synthcity)]
-    options = [*TINY_OPTIONS, *unique_name(f"url_{how}")]
+    options = unique_name(f"url_{how}")
     if how == "test":
-        argv = ["test", CPU_CONFIG, url, *common, "--cfg-options", *options]
+        argv = ["test", tiny, url, *common, "--cfg-options", *options]
     elif how == "resume":
-        argv = ["train", CPU_CONFIG, "--resume", url, *common, "--cfg-options", *options]
+        argv = ["train", tiny, "--resume", url, *common, "--cfg-options", *options]
     elif how == "load_from":
-        argv = ["train", CPU_CONFIG, *common, "--cfg-options", *options, f"load_from={url}"]
+        argv = ["train", tiny, *common, "--cfg-options", *options, f"load_from={url}"]
     elif how == "init_cfg":
-        argv = ["train", CPU_CONFIG, *common, "--cfg-options", *options,
+        argv = ["train", tiny, *common, "--cfg-options", *options,
                 "model.backbone.init_cfg.type=Pretrained",
                 f"model.backbone.init_cfg.checkpoint={url}"]
     else:
         work_dir.mkdir()
         (work_dir / "last_checkpoint").write_text(url)
-        argv = ["train", CPU_CONFIG, "--resume", *common, "--cfg-options", *options]
+        argv = ["train", tiny, "--resume", *common, "--cfg-options", *options]
     assert seg_sparse(*argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Refusing to load checkpoint" in err[0] and url in err[0]
@@ -197,13 +196,13 @@ def test_cli_refuses_malicious_url(served, synthcity, tmp_path, capsys, how):
 
 
 @pytest.mark.slow
-def test_mmseg_tools_test_refuses_malicious_url(served, synthcity, tmp_path):
+def test_mmseg_tools_test_refuses_malicious_url(served, synthcity, tiny, tmp_path):
     base, marker = served
     tools_test = Path(mmseg.__file__).parent / ".mim" / "tools" / "test.py"
-    options = [*TINY_OPTIONS] + [f"{loader}.dataset.data_root={synthcity}" for loader in
-                                 ("train_dataloader", "val_dataloader", "test_dataloader")]
+    options = [f"{loader}.dataset.data_root={synthcity}" for loader in
+               ("train_dataloader", "val_dataloader", "test_dataloader")]
     result = subprocess.run(
-        [sys.executable, str(tools_test), CPU_CONFIG, f"{base}/evil.pth", "--work-dir",
+        [sys.executable, str(tools_test), tiny, f"{base}/evil.pth", "--work-dir",
          str(tmp_path / "work"), "--cfg-options", *options],
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home")))

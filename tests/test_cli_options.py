@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import torch
-from cli_support import CPU_CONFIG, seg_sparse
+from cli_support import CPU_CONFIG, REPO, SPARSE_CPU_CONFIG, seg_sparse
 from mmengine.config import Config
 
 from seg_sparse.apis import ConfigKeyError, merge_checked_options
@@ -97,9 +97,8 @@ def test_missing_config_file(tmp_path, capsys):
     ("+env_cfg.dist_cfg.timeout=abc", "env_cfg.dist_cfg.timeout='abc' must be a finite"),
 ])
 def test_bad_config_values_are_one_line_naming_the_key(tmp_path, capsys, option, message):
-    sparse = CPU_CONFIG.replace("fcn_r50", "sparse-fcn_r50").replace(".py", "_w0.1.py")
-    assert seg_sparse("train", sparse, "--work-dir", str(tmp_path / "w"), "--cfg-options",
-                      option) == 2
+    assert seg_sparse("train", SPARSE_CPU_CONFIG, "--work-dir", str(tmp_path / "w"),
+                      "--cfg-options", option) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("seg-sparse train: error: config value")
     assert message in err[0]
@@ -143,3 +142,25 @@ def test_cpu_process_group_gets_a_short_default_timeout(monkeypatch, given):
     assert CPU_DIST_TIMEOUT_S < 30 * 60  # shorter than gloo's default
     assert calls == [dict(backend="gloo", timeout=timedelta(seconds=expected))]
     assert cfg.env_cfg.dist_cfg == dict(backend="gloo", timeout=expected)
+
+
+def test_image_size_needs_the_pipelines_restated(tmp_path):
+    """What configs/_base_/datasets/cityscapes_512x1024.py says about other image sizes."""
+    base = REPO / "configs/_base_/datasets/cityscapes_512x1024.py"
+    only_variables = tmp_path / "short_side_only.py"
+    only_variables.write_text(f"_base_ = [{str(base)!r}]\nshort_side = 512\n"
+                              "crop_size = (256, 512)\n")
+    cfg = Config.fromfile(only_variables)
+    assert cfg.short_side == 512
+    assert _step(cfg.test_dataloader, "Resize").scale == (2048, 1024)  # unchanged
+    assert _step(cfg.train_dataloader, "RandomCrop").crop_size == (512, 1024)
+
+    uniform = Config.fromfile(REPO / "configs/fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-"
+                                     "uniform512.py")
+    assert _step(uniform.test_dataloader, "Resize").scale == (1024, 512)
+    assert _step(uniform.train_dataloader, "RandomCrop").crop_size == (256, 512)
+    assert uniform.model.data_preprocessor.size == (256, 512)
+
+
+def _step(loader, type_: str):
+    return next(step for step in loader.dataset.pipeline if step["type"] == type_)

@@ -17,15 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_support import REPO, TINY_OPTIONS, seg_sparse, unique_name
+from cli_support import SPARSE_CPU_CONFIG, seg_sparse, tiny_config, unique_name
 
-pytest_plugins = ("cli_support",)  # the synthcity fixture
 pytestmark = pytest.mark.slow
 
-SPARSE_CONFIG = str(REPO / "configs" / "cpu"
-                    / "sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w1.0.py")
-FOUR_ITERS = [o.replace("max_iters=2", "max_iters=4").replace("end=2", "end=4")
-              for o in TINY_OPTIONS] + ["randomness.seed=0", "randomness.deterministic=True"]
+DETERMINISTIC = ["randomness.seed=0", "randomness.deterministic=True"]
 KILL_HOOK = f'''
 import os, signal
 from mmengine.hooks import Hook
@@ -54,16 +50,17 @@ def _losses(work_dir: Path) -> dict[int, float]:
 
 
 def test_killed_and_resumed_run_equals_the_uninterrupted_run(synthcity, tmp_path):
-    common = ["--data-root", str(synthcity), "--cfg-options", *FOUR_ITERS]
+    config = tiny_config(tmp_path, SPARSE_CPU_CONFIG, iters=4, interval=2)
+    common = ["--data-root", str(synthcity), "--cfg-options", *DETERMINISTIC]
     threads = torch.get_num_threads()
     full = tmp_path / "full"
-    assert seg_sparse("train", SPARSE_CONFIG, "--work-dir", str(full), *common,
+    assert seg_sparse("train", config, "--work-dir", str(full), *common,
                       *unique_name("full")) == 0
 
     (tmp_path / "kill_hook.py").write_text(KILL_HOOK)
     killing_config = tmp_path / "killed_after_iter_2.py"
     killing_config.write_text(
-        f"_base_ = [{SPARSE_CONFIG!r}]\n"
+        f"_base_ = [{config!r}]\n"
         "custom_imports = dict(imports=['seg_sparse', 'kill_hook'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='SafeCheckpointHook'), dict(type='SparseTemperatureHook'),\n"
         "                dict(type='SparseFlopsHook'), dict(type='KillAfterIteration')]\n")
@@ -76,7 +73,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(synthcity, tmp_path
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     assert sorted(p.name for p in killed.glob("*.pth")) == ["iter_2.pth"]
 
-    assert seg_sparse("train", SPARSE_CONFIG, "--work-dir", str(killed), "--resume", *common,
+    assert seg_sparse("train", config, "--work-dir", str(killed), "--resume", *common,
                       *unique_name("resumed")) == 0
     assert _losses(killed) == _losses(full) and sorted(_losses(full)) == [1, 2, 3, 4]
     ours = torch.load(killed / "iter_4.pth", weights_only=True)
