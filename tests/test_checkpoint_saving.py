@@ -77,6 +77,22 @@ def test_old_checkpoint_is_removed_only_after_the_new_one_is_complete(tmp_path, 
     assert sorted(p.name for p in work_dir.glob("*.pth")) == ["iter_6.pth"]
 
 
+def test_superseded_best_checkpoint_is_removed_after_the_new_one(tmp_path, monkeypatch):
+    work_dir = tmp_path / "work"
+    seen = []
+
+    def record(index, data, file):
+        seen.append(sorted(p.name for p in work_dir.glob("best_*.pth")))
+
+    _checkpoint_writes(monkeypatch, record)
+    make_runner(work_dir, max_iters=4, interval=2, max_keep_ckpts=1, save_best="score").train()
+    # mmengine removed the old best before writing the new one; here both existed together
+    # (the new one was complete) before the old one went
+    assert ["best_score_iter_2.pth", "best_score_iter_4.pth"] in seen
+    assert sorted(p.name for p in work_dir.glob("*.pth")) == ["best_score_iter_4.pth",
+                                                              "iter_4.pth"]
+
+
 @pytest.fixture(scope="module")
 def checkpoint_file(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("integrity")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
+from mmengine.evaluator import BaseMetric
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -61,8 +62,37 @@ class ToyData(Dataset):
         return {"inputs": self.images[index] + noise, "labels": self.labels[index]}
 
 
+class ToyMetric(BaseMetric):
+    """A score that rises every evaluation, so each validation saves a new best checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluations = 0
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results.append(1)
+
+    def compute_metrics(self, results) -> dict:
+        self.evaluations += 1
+        return {"score": float(self.evaluations)}
+
+
+def with_validation(interval: int) -> dict:
+    """Runner arguments that validate every ``interval`` iterations with :class:`ToyMetric`."""
+    return dict(
+        val_dataloader=dict(dataset=ToyData(), batch_size=4, num_workers=0,
+                            sampler=dict(type="DefaultSampler", shuffle=False),
+                            collate_fn=dict(type="default_collate")),
+        val_evaluator=[ToyMetric()], val_cfg=dict())
+
+
 def make_runner(work_dir, max_iters: int = MAX_ITERS, interval: int = 3,
-                max_keep_ckpts: int = -1, seed: int | None = 0, **kwargs) -> Runner:
+                max_keep_ckpts: int = -1, seed: int | None = 0, save_best: str | None = None,
+                **kwargs) -> Runner:
+    train_cfg = dict(by_epoch=False, max_iters=max_iters)
+    if save_best:
+        train_cfg["val_interval"] = interval
+        kwargs.update(with_validation(interval))
     return Runner(
         model=ToySegmentor(),
         work_dir=str(work_dir),
@@ -75,10 +105,10 @@ def make_runner(work_dir, max_iters: int = MAX_ITERS, interval: int = 3,
         ),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9, weight_decay=1e-4)),
         param_scheduler=dict(type="PolyLR", power=0.9, eta_min=1e-4, by_epoch=False),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        train_cfg=train_cfg,
         default_hooks=dict(
             checkpoint=dict(type="AtomicCheckpointHook", interval=interval, by_epoch=False,
-                            max_keep_ckpts=max_keep_ckpts),
+                            max_keep_ckpts=max_keep_ckpts, save_best=save_best, rule="greater"),
             logger=dict(type="LoggerHook", interval=1),
         ),
         custom_hooks=[dict(type="SafeCheckpointHook")],
