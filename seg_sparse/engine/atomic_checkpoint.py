@@ -93,12 +93,11 @@ class AtomicCheckpointHook(CheckpointHook):
         path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
         kept_before = list(getattr(self, "keep_ckpt_ids", ()))
         last_before = self.last_ckpt
-        with _removals_deferred(self) as deferred:
+        with _removals_deferred(self):  # an error leaves the queued removals undone
             try:
                 self._plan_and_save(runner, step, meta)
             except OSError as err:
                 self._roll_back(runner, kept_before, last_before)
-                deferred.pending.clear()
                 raise CheckpointSaveError(
                     f"could not save checkpoint '{path}': {err.strerror or err}; the previous "
                     f"checkpoint ({last_before or 'none'}) and last_checkpoint are intact"
