@@ -41,19 +41,18 @@ def is_detection(cfg: Config | Mapping) -> bool:
     return config_task(cfg) == DETECTION
 
 
-def set_data_root(cfg: Config, root: str, loaders: Iterable[str]) -> None:
-    """Point the ``loaders``' datasets at ``root``; for detection also the COCO metrics'
-    ``ann_file`` (it is an absolute path next to the dataset's relative one)."""
+def point_annotation_files(cfg: Config, root: str, loaders: Iterable[str]) -> None:
+    """For detection, re-point the COCO metrics' ``ann_file`` of ``loaders`` at ``root`` (the
+    metric's is an absolute path next to the dataset's relative one); no-op for segmentation."""
+    if not is_detection(cfg):
+        return
     for loader in loaders:
         if cfg.get(loader) is None:
             continue
-        dataset = cfg[loader].dataset
-        dataset.data_root = root
-        evaluator_key = loader.replace("_dataloader", "_evaluator")
-        ann_file = dataset.get("ann_file")
-        if not is_detection(cfg) or not ann_file or osp.isabs(ann_file):
+        ann_file = cfg[loader].dataset.get("ann_file")
+        if not ann_file or osp.isabs(ann_file):
             continue
-        evaluators = cfg.get(evaluator_key)
+        evaluators = cfg.get(loader.replace("_dataloader", "_evaluator"))
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             if isinstance(evaluator, Mapping) and "ann_file" in evaluator:
                 evaluator["ann_file"] = osp.join(root, ann_file)

@@ -1,7 +1,6 @@
-"""Shared fixtures for the CLI / Runner tests: tiny synthetic data and one trained checkpoint.
+"""Helpers for the CLI / Runner tests: the tiny test config, in-process `seg-sparse`, names.
 
-Load them in a test module with ``pytest_plugins = ("cli_support",)`` so
-the session-scoped data and the 2-iteration training run are made once per pytest session.
+The fixtures built from them (generated data, a trained checkpoint) are in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -9,35 +8,58 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_CONFIG = str(REPO / "configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py")
+SPARSE_CPU_CONFIG = str(
+    REPO / "configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w1.0.py")
 HEIGHT, WIDTH = 64, 128
 
-# The CPU config shrunk to 64x128 images, batch 1, 2 iterations (validation at the end).
-TINY_OPTIONS = [
-    "train_cfg.max_iters=2",
-    "train_cfg.val_interval=2",
-    "param_scheduler.0.end=2",
-    "default_hooks.checkpoint.interval=2",
-    "default_hooks.logger.interval=1",
-    "train_dataloader.batch_size=1",
-    f"train_dataloader.dataset.pipeline.2.scale=({WIDTH * 2},{HEIGHT})",
-    f"train_dataloader.dataset.pipeline.3.crop_size=({HEIGHT},{WIDTH})",
-    f"model.data_preprocessor.size=({HEIGHT},{WIDTH})",
-    f"val_dataloader.dataset.pipeline.1.scale=({WIDTH},{HEIGHT})",
-    f"test_dataloader.dataset.pipeline.1.scale=({WIDTH},{HEIGHT})",
-]
+# A CPU config shrunk to 64x128 images and batch 1. The pipelines are restated whole, so no
+# step is addressed by its position in the list.
+_TINY = """# {base} shrunk for tests: 64x128 images, batch 1, {iters} iteration(s), checkpoint and
+# validation every {interval}.
+_base_ = [{base!r}]
+crop_size = ({height}, {width})
+model = dict(data_preprocessor=dict(size=crop_size))
+train_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='RandomResize', scale=({wide}, {height}), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')]
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='Resize', scale=({width}, {height}), keep_ratio=True),
+    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='PackSegInputs')]
+train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters={iters}, val_interval={interval})
+param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end={iters},
+                        by_epoch=False)]
+default_hooks = dict(checkpoint=dict(interval={interval}), logger=dict(interval=1))
+"""
 _run_ids = itertools.count()
 
 
+def tiny_config(folder: Path, base: str = CPU_CONFIG, iters: int = 2,
+                interval: int | None = None) -> str:
+    """Write the tiny variant of ``base`` into ``folder``; returns its path."""
+    path = Path(folder) / f"tiny{iters}_{Path(base).name}"
+    path.write_text(_TINY.format(base=base, iters=iters, interval=interval or iters,
+                                 height=HEIGHT, width=WIDTH, wide=2 * WIDTH))
+    return str(path)
+
+
 def unique_name(prefix: str) -> list[str]:
-    """cfg-option giving each in-process Runner its own logger / message hub instance."""
-    return [f"experiment_name={prefix}_{os.getpid()}_{next(_run_ids)}"]
+    """cfg-options giving each in-process Runner its own logger / message hub and visualizer
+    instance (else a second run logs its scalars into the first run's folder)."""
+    name = f"{prefix}_{os.getpid()}_{next(_run_ids)}"
+    return [f"experiment_name={name}", f"visualizer.name={name}"]
 
 
 def seg_sparse(*argv: str) -> int:
@@ -47,34 +69,6 @@ def seg_sparse(*argv: str) -> int:
     return main(list(argv))
 
 
-@pytest.fixture(scope="session")
-def synthcity(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 train / 2 val synthetic scenes of 64x128 in the Cityscapes layout."""
-    from seg_sparse.data.synthetic import generate_synthetic_cityscapes
-
-    root = tmp_path_factory.mktemp("synthcity")
-    generate_synthetic_cityscapes(root, num_train=4, num_val=2, height=HEIGHT, width=WIDTH,
-                                  seed=0, show_progress=False)
-    return root
-
-
 def copy_dataset(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
-
-
-@dataclass
-class TrainedRun:
-    root: Path
-    work_dir: Path
-    checkpoint: Path
-
-
-@pytest.fixture(scope="session")
-def trained(synthcity: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """``seg-sparse train`` of the tiny CPU config for 2 iterations."""
-    work_dir = tmp_path_factory.mktemp("train")
-    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(work_dir), "--data-root",
-                    str(synthcity), "--cfg-options", *TINY_OPTIONS, *unique_name("train"))
-    assert rc == 0
-    return TrainedRun(synthcity, work_dir, work_dir / "iter_2.pth")

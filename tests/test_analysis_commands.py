@@ -16,8 +16,6 @@ from PIL import Image
 
 from seg_sparse.cli.main import main
 
-pytest_plugins = ("cli_support",)
-
 REPO = Path(__file__).resolve().parents[1]
 SPARSE_CPU = REPO / "configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py"
 DENSE_CPU = REPO / "configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py"
@@ -274,27 +272,54 @@ def test_visualize_bad_inputs(models: Models, tmp_path: Path, capsys) -> None:
     assert "missing_dir" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_visualize_checks_every_image_before_writing(models: Models, tmp_path: Path, capsys,
+                                                     damage: str) -> None:
+    """A bad second image stops the command before the first image's figures are written."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = next((models.data / "leftImg8bit" / "val").rglob("*.png"))
+    (folder / "a.png").write_bytes(good.read_bytes())
+    bad = folder / "b.png"
+    bad.write_bytes(b"" if damage == "empty" else good.read_bytes()[: len(good.read_bytes()) // 3])
+    out = tmp_path / "out"
+    rc = main(["visualize", str(models.sparse_config), str(models.sparse_ckpt), str(folder),
+               "--out-dir", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot decode image '{bad}'" in err[0]
+    assert not out.exists() or not list(out.iterdir())
+
+
 # -- curve ------------------------------------------------------------------------------------
-def _result(path: Path, config: str, miou: float, gflops: float | None) -> str:
+def _result(path: Path, config: str, miou: float, gflops: float | None,
+            sampler: str | None = None) -> str:
     """A ``seg-sparse test`` metrics.json; ``gflops`` None: dense GFLOPs only (no densities)."""
     metrics = {"mIoU": miou, "aAcc": 90.0, "gflops_backbone_dense": 100.0,
                "gflops_total_dense": 120.0}
     if gflops is not None:
         metrics.update(gflops_backbone_sparse=gflops, gflops_total_sparse=gflops + 20)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": config, "checkpoint": "x.pth", "metrics": metrics}))
+    data = {"config": config, "checkpoint": "x.pth", "metrics": metrics}
+    if sampler is not None:
+        data["sampler"] = sampler
+    path.write_text(json.dumps(data))
     return str(path)
 
 
-def test_curve_groups_families_from_configs(tmp_path: Path, capsys) -> None:
+def test_curve_groups_families_from_recorded_samplers(tmp_path: Path, capsys) -> None:
     sparse = "configs/sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w{}.py"
     determ = "configs/sparse_fcn/determ-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w{}.py"
     uniform = "configs/fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-uniform{}.py"
     files = [
-        _result(tmp_path / "a/metrics.json", str(REPO / sparse.format(0.1)), 75.0, 60.0),
-        _result(tmp_path / "b/metrics.json", str(REPO / sparse.format(0.2)), 74.0, 45.0),
+        _result(tmp_path / "a/metrics.json", str(REPO / sparse.format(0.1)), 75.0, 60.0,
+                "stochastic"),
+        # the recorded sampler wins over the file name (tested with p >= 0.5 masks)
+        _result(tmp_path / "b/metrics.json", str(REPO / sparse.format(0.2)), 74.0, 45.0,
+                "deterministic"),
         _result(tmp_path / "c/metrics.json", str(REPO / determ.format(0.1)), 73.0, 58.0),
-        _result(tmp_path / "d/metrics.json", str(REPO / uniform.format(512)), 68.0, None),
+        _result(tmp_path / "d/metrics.json", str(REPO / uniform.format(512)), 68.0, None,
+                "dense"),
         _result(tmp_path / "e/metrics.json", "elsewhere/relu-fcn_x_w0.05.py", 72.0, 50.0),
     ]
     out = tmp_path / "out"
@@ -302,8 +327,9 @@ def test_curve_groups_families_from_configs(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert str(out / "curve.png") in printed and "short side 512" in printed
     points = read_json(out / "curve.json")["points"]
-    assert [p["family"] for p in points] == ["ours", "ours", "Determ Gumbel-Softmax",
-                                             "uniform sampling", "ReLU"]
+    assert [p["family"] for p in points] == ["ours", "Determ Gumbel-Softmax",
+                                             "Determ Gumbel-Softmax", "uniform sampling",
+                                             "ReLU"]
     assert [p["label"] for p in points] == ["w0.1", "w0.2", "w0.1", "short side 512", "w0.05"]
     uniform_point = next(p for p in points if p["family"] == "uniform sampling")
     assert uniform_point["gflops"] == 100.0  # dense count when there are no densities
@@ -330,3 +356,29 @@ def test_curve_bad_inputs(tmp_path: Path, capsys) -> None:
     no_acc.write_text(json.dumps({"gflops_backbone_sparse": 3.0}))
     assert main(["curve", str(no_acc), "--family", "ours"]) == 2
     assert "acc.json" in capsys.readouterr().err and not (tmp_path / "curve.png").exists()
+
+
+def test_curve_never_runs_the_config_a_result_names(tmp_path: Path, capsys) -> None:
+    marker = tmp_path / "CONFIG_RAN"
+    config = tmp_path / "innocent.py"
+    config.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                      "model = dict(backbone=dict(sampler='stochastic'))\n")
+    result = _result(tmp_path / "r/metrics.json", str(config), 70.0, 50.0)
+    assert main(["curve", result, "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell the method family" in err and "--family" in err
+    assert not marker.exists()
+    assert main(["curve", result, "--family", "ours", "--out-dir", str(tmp_path / "out")]) == 0
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", None])
+def test_curve_refuses_non_numeric_metrics_in_one_line(tmp_path: Path, capsys, value) -> None:
+    result = Path(_result(tmp_path / "r/metrics.json", "sparse-x.py", 70.0, 50.0))
+    data = read_json(result)
+    data["metrics"]["mIoU"] = value if value != "NaN" else float("nan")
+    result.write_text(json.dumps(data))
+    assert main(["curve", str(result), "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(result) in err[0]
+    assert ("not a" in err[0]) if value is not None else ("no accuracy key" in err[0])

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_support import CPU_CONFIG, TINY_OPTIONS, copy_dataset, seg_sparse, unique_name
+from cli_support import CPU_CONFIG, copy_dataset, seg_sparse, unique_name
 from PIL import Image
 
-pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
 pytestmark = pytest.mark.slow
 
 
 def _test_on(root, trained, tmp_path, *extra_options: str) -> int:
-    return seg_sparse("test", CPU_CONFIG, str(trained.checkpoint), "--work-dir",
+    return seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
                       str(tmp_path / "work"), "--data-root", str(root), "--cfg-options",
-                      *TINY_OPTIONS, *extra_options, *unique_name("bad"))
+                      *extra_options, *unique_name("bad"))
 
 
-def test_missing_data_root(tmp_path, capsys):
+def test_missing_data_root(tiny, tmp_path, capsys):
     missing = tmp_path / "no_such_root"
-    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(tmp_path / "work"), "--cfg-options",
-                    *TINY_OPTIONS, f"train_dataloader.dataset.data_root={missing}",
+    rc = seg_sparse("train", tiny, "--work-dir", str(tmp_path / "work"), "--cfg-options",
+                    f"train_dataloader.dataset.data_root={missing}",
                     *unique_name("missing_root"))
     assert rc == 2
     err = capsys.readouterr().err
@@ -43,6 +42,25 @@ def test_undecodable_image(synthcity, trained, tmp_path, capsys):
     assert _test_on(root, trained, tmp_path) == 2
     err = capsys.readouterr().err
     assert "cannot decode image" in err and str(broken) in err
+
+
+def test_empty_image_is_one_line_naming_it(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "empty_image")
+    empty = sorted((root / "leftImg8bit" / "val").glob("*/*.png"))[0]
+    empty.write_bytes(b"")
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: cannot decode image '{empty}': the file is empty "
+                   "(0 bytes)"]
+
+
+def test_image_and_label_of_different_sizes(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "size_mismatch")
+    label = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    Image.fromarray(np.array(Image.open(label))[:-8]).save(label)
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"'{label}' is" in err[0] and "leftImg8bit.png' is" in err[0]
 
 
 def test_label_values_outside_train_ids(synthcity, trained, tmp_path, capsys):

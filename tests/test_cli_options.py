@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import pytest
 import torch
-from cli_support import CPU_CONFIG, seg_sparse
+from cli_support import CPU_CONFIG, REPO, SPARSE_CPU_CONFIG, seg_sparse
 from mmengine.config import Config
 
-from seg_sparse.cli.cfg_options import ConfigKeyError, merge_checked_options
+from seg_sparse.apis import ConfigKeyError, merge_checked_options
 from seg_sparse.cli.main import COMMANDS
 
 
@@ -76,3 +79,88 @@ def test_pytorch_launcher_outside_torchrun_is_refused(tmp_path, capsys, monkeypa
 def test_missing_config_file(tmp_path, capsys):
     assert seg_sparse("train", str(tmp_path / "nope.py")) == 2
     assert "nope.py' does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, message", [
+    ("train_cfg.max_iters=abc", "train_cfg.max_iters='abc' must be a positive integer"),
+    ("model.backbone.sampler=foo", "model.backbone.sampler='foo' must be one of ['dense', "),
+    ("model.backbone.grid_interval=-3", "model.backbone.grid_interval=-3 must be None"),
+    ("model.backbone.grid_interval=2.5", "model.backbone.grid_interval=2.5 must be None"),
+    ("model.sparse_loss_weight=-1", "model.sparse_loss_weight=-1 must be a finite number >= 0"),
+    ("model.decode_head.loss_decode.loss_weight=-1", "loss_decode.loss_weight=-1 must be"),
+    ("optim_wrapper.optimizer.lr=-0.01", "optim_wrapper.optimizer.lr=-0.01 must be a finite"),
+    ("model.backbone.t_final=0", "model.backbone.t_final=0 must be a finite number > 0"),
+    ("model.backbone.t_final=2.0", "t_final=2.0 must not exceed t0=1.0"),
+    ("train_dataloader.batch_size=0", "train_dataloader.batch_size=0 must be a positive"),
+    ("model.decode_head.num_classes=abc", "model.decode_head.num_classes='abc' must be a"),
+    ("model.auxiliary_head.num_classes=0", "model.auxiliary_head.num_classes=0 must be a"),
+    ("+env_cfg.dist_cfg.timeout=abc", "env_cfg.dist_cfg.timeout='abc' must be a finite"),
+])
+def test_bad_config_values_are_one_line_naming_the_key(tmp_path, capsys, option, message):
+    assert seg_sparse("train", SPARSE_CPU_CONFIG, "--work-dir", str(tmp_path / "w"),
+                      "--cfg-options", option) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seg-sparse train: error: config value")
+    assert message in err[0]
+    assert not (tmp_path / "w").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("case", ["read-only folder", "below a file"])
+def test_unwritable_work_dir_is_one_line(tmp_path, capsys, case):
+    parent = tmp_path / "parent"
+    if case == "read-only folder":
+        parent.mkdir(mode=0o500)
+        if os.access(parent, os.W_OK):
+            pytest.skip("running as a user who may write anywhere (root)")
+        reason = "Permission denied"
+    else:
+        parent.write_text("a file, not a folder")
+        reason = "Not a directory"
+    assert seg_sparse("train", CPU_CONFIG, "--work-dir", str(parent / "w")) == 2
+    parent.chmod(0o700)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse train: error: directory '{parent / 'w'}' is not writable: "
+                   f"{reason}"]
+
+
+@pytest.mark.parametrize("given", [None, 45])
+def test_cpu_process_group_gets_a_short_default_timeout(monkeypatch, given):
+    import torch.distributed as dist
+
+    from seg_sparse.cli.common import CPU_DIST_TIMEOUT_S, setup_launcher
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RANK", "0")
+    cfg = Config(dict(launcher="pytorch", env_cfg=dict(dist_cfg=dict(backend="nccl"))))
+    if given is not None:
+        cfg.env_cfg.dist_cfg.timeout = given
+    setup_launcher(cfg)
+    expected = given or CPU_DIST_TIMEOUT_S
+    assert CPU_DIST_TIMEOUT_S < 30 * 60  # shorter than gloo's default
+    assert calls == [dict(backend="gloo", timeout=timedelta(seconds=expected))]
+    assert cfg.env_cfg.dist_cfg == dict(backend="gloo", timeout=expected)
+
+
+def test_image_size_needs_the_pipelines_restated(tmp_path):
+    """What configs/_base_/datasets/cityscapes_512x1024.py says about other image sizes."""
+    base = REPO / "configs/_base_/datasets/cityscapes_512x1024.py"
+    only_variables = tmp_path / "short_side_only.py"
+    only_variables.write_text(f"_base_ = [{str(base)!r}]\nshort_side = 512\n"
+                              "crop_size = (256, 512)\n")
+    cfg = Config.fromfile(only_variables)
+    assert cfg.short_side == 512
+    assert _step(cfg.test_dataloader, "Resize").scale == (2048, 1024)  # unchanged
+    assert _step(cfg.train_dataloader, "RandomCrop").crop_size == (512, 1024)
+
+    uniform = Config.fromfile(REPO / "configs/fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-"
+                                     "uniform512.py")
+    assert _step(uniform.test_dataloader, "Resize").scale == (1024, 512)
+    assert _step(uniform.train_dataloader, "RandomCrop").crop_size == (256, 512)
+    assert uniform.model.data_preprocessor.size == (256, 512)
+
+
+def _step(loader, type_: str):
+    return next(step for step in loader.dataset.pipeline if step["type"] == type_)

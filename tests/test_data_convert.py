@@ -108,7 +108,7 @@ def test_command_line(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
         path.unlink()
     assert main([str(root), "--nproc", "1", "--no-progress"]) == 0
     assert "wrote 2 " in capsys.readouterr().out
-    assert main([str(tmp_path / "nowhere"), "--no-progress"]) == 1
+    assert main([str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "nowhere" in capsys.readouterr().err
     script = Path(__file__).resolve().parents[1] / "data_tools" / "cityscapes.py"
     old_argv = sys.argv

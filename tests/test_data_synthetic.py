@@ -219,7 +219,7 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "wrote 2 samples" in capsys.readouterr().out
     assert (root / "leftImg8bit/train/ulm/ulm_000000_000019_leftImg8bit.png").is_file()
     assert (root / "gtFine/val/frankfurt/frankfurt_000000_000019_gtFine_color.png").is_file()
-    assert main([str(tmp_path / "bad"), "--height", "8", "--no-progress"]) == 1
+    assert main([str(tmp_path / "bad"), "--height", "8", "--no-progress"]) == 2
     assert "height" in capsys.readouterr().err
     # the thin script in data_tools/ is the same command, with an example in its help
     script = Path(__file__).resolve().parents[1] / "data_tools/generate_synthetic_cityscapes.py"

@@ -14,7 +14,7 @@ from seg_sparse.datasets import (
     CheckedLoadAnnotations,
     CheckedLoadImageFromFile,
 )
-from seg_sparse.datasets.transforms import DataDecodeError, InvalidLabelError
+from seg_sparse.datasets.transforms import DataDecodeError, InvalidLabelError, SizeMismatchError
 
 
 def _write_pair(root: Path, split: str, name: str, label: np.ndarray) -> tuple[Path, Path]:
@@ -93,3 +93,38 @@ def test_missing_label_map_is_reported(tmp_path: Path) -> None:
     ann.unlink()
     with pytest.raises(FileNotFoundError, match="labelTrainIds"):
         _dataset(tmp_path)
+
+
+def test_empty_image_is_named_not_a_raw_opencv_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty_leftImg8bit.png"
+    empty.write_bytes(b"")
+    with pytest.raises(DataDecodeError, match=r"empty_leftImg8bit.png': the file is empty"):
+        CheckedLoadImageFromFile().transform(dict(img_path=str(empty)))
+
+
+def test_image_and_label_of_different_sizes_name_both_files(tmp_path: Path) -> None:
+    img, ann = _write_pair(tmp_path, "val", "city_000000_000000", np.zeros((4, 6), np.uint8))
+    cv2.imwrite(str(img), np.zeros((4, 8, 3), np.uint8))
+    results = CheckedLoadImageFromFile().transform(dict(img_path=str(img)))
+    with pytest.raises(SizeMismatchError) as err:
+        CheckedLoadAnnotations().transform({**results, **_ann_results(ann)})
+    assert f"image '{img}' is 8x4" in str(err.value) and f"'{ann}' is 6x4" in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["empty image", "empty label", "size mismatch"])
+def test_dataset_checks_file_headers_before_anything_runs(tmp_path: Path, damage: str) -> None:
+    _write_pair(tmp_path, "val", "city_000000_000000", np.zeros((4, 6), np.uint8))
+    img, ann = _write_pair(tmp_path, "val", "city_000000_000001", np.zeros((4, 6), np.uint8))
+    if damage == "empty image":
+        img.write_bytes(b"")
+    elif damage == "empty label":
+        ann.write_bytes(b"")
+    else:
+        cv2.imwrite(str(ann), np.zeros((5, 6), np.uint8))
+    expected = {"empty image": (DataDecodeError, [img]), "empty label": (DataDecodeError, [ann]),
+                "size mismatch": (SizeMismatchError, [img, ann])}[damage]
+    with pytest.raises(expected[0]) as err:
+        CheckedCityscapesDataset(
+            data_root=str(tmp_path), pipeline=[],
+            data_prefix=dict(img_path="leftImg8bit/val", seg_map_path="gtFine/val"))
+    assert all(str(path) in str(err.value) for path in expected[1])

@@ -169,7 +169,7 @@ def test_cityscapes_options_are_refused_for_detection(trained_detector, tmp_path
 def test_data_root_option_also_moves_the_coco_metric(trained_detector, tmp_path):
     from mmengine.config import Config
 
-    from seg_sparse.tasks import set_data_root
+    from seg_sparse.apis import set_data_root
 
     cfg = Config.fromfile(str(trained_detector.config))
     set_data_root(cfg, str(tmp_path), ("val_dataloader", "test_dataloader"))

@@ -36,6 +36,7 @@ def test_dense_gflops_table_and_json(tmp_path, capsys):
     assert "layer4.2" in out and "backbone" in out and str(tmp_path / "flops.json") in out
     data = json.loads((tmp_path / "flops.json").read_text())
     assert data["input_shape"] == [32, 64] and data["sparse"] is None
+    assert data["sampler"] == "stochastic"  # recorded for `seg-sparse curve`
     assert len(data["blocks"]) == 16
 
     cfg = Config.fromfile(SPARSE_CPU)

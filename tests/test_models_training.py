@@ -113,8 +113,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     data_root = tmp / "synthcity"
     generate_synthetic_cityscapes(data_root, num_train=6, num_val=1, height=64, width=128,
                                   seed=0, show_progress=False)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model is faster single-threaded on a shared machine
-    runner, recorder = _train(_config(data_root, tmp / "run"))
+    try:
+        runner, recorder = _train(_config(data_root, tmp / "run"))
+    finally:
+        torch.set_num_threads(threads)  # process-wide: leave it as other tests expect it
     return data_root, tmp, runner, recorder
 
 

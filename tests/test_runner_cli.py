@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_support import CPU_CONFIG, TINY_OPTIONS, seg_sparse, unique_name
+from cli_support import seg_sparse, tiny_config, unique_name
 from PIL import Image
+
+from seg_sparse.compat.checkpoint import DIGEST_KEY
 
 # labelIds of the 19 evaluated Cityscapes classes (trainId order)
 CITYSCAPES_EVAL_IDS = {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
 
-pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
 pytestmark = pytest.mark.slow
 
 
@@ -32,9 +33,9 @@ def tested(trained, tmp_path_factory):
     out_dir = work_dir / "submission"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        rc = seg_sparse("test", CPU_CONFIG, str(trained.checkpoint), "--work-dir", str(work_dir),
-                        "--data-root", str(trained.root), "--out", str(out_dir),
-                        "--cityscapes-eval", "--cfg-options", *TINY_OPTIONS,
+        rc = seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
+                        str(work_dir), "--data-root", str(trained.root), "--out", str(out_dir),
+                        "--cityscapes-eval", "--cfg-options",
                         *unique_name("test"))
     assert rc == 0
     report = json.loads((work_dir / "metrics.json").read_text())
@@ -52,6 +53,7 @@ def test_metrics_json_has_finite_miou_and_per_class_iou(tested):
     report, _, _ = tested
     metrics = report["metrics"]
     assert math.isfinite(metrics["mIoU"]) and 0 <= metrics["mIoU"] <= 100
+    assert report["sampler"] == "dense"  # recorded for `seg-sparse curve`
     assert 0 < metrics["aAcc"] <= 100
     assert len(report["per_class"]) == 19 and "road" in report["per_class"]
     ious = [v["IoU"] for v in report["per_class"].values() if v["IoU"] is not None]
@@ -99,8 +101,8 @@ def _train_log(work_dir: Path) -> str:
 def test_resume_continues_from_saved_iteration(trained, tmp_path):
     work_dir = tmp_path / "resumed"
     shutil.copytree(trained.work_dir, work_dir)
-    rc = seg_sparse("train", CPU_CONFIG, "--work-dir", str(work_dir), "--resume",
-                    "--data-root", str(trained.root), "--cfg-options", *TINY_OPTIONS,
+    rc = seg_sparse("train", trained.config, "--work-dir", str(work_dir), "--resume",
+                    "--data-root", str(trained.root), "--cfg-options",
                     "train_cfg.max_iters=3", "param_scheduler.0.end=3", *unique_name("resume"))
     assert rc == 0
     checkpoint = torch.load(work_dir / "iter_3.pth", map_location="cpu", weights_only=True)
@@ -116,10 +118,8 @@ def test_torchrun_two_cpu_processes(trained, tmp_path):
     work_dir = tmp_path / "ddp"
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "seg_sparse.cli.main", "train", CPU_CONFIG, "--launcher", "pytorch",
-         "--work-dir", str(work_dir), "--data-root", str(trained.root),
-         "--cfg-options", *TINY_OPTIONS, "train_cfg.max_iters=1", "param_scheduler.0.end=1",
-         "default_hooks.checkpoint.interval=1"],
+         "-m", "seg_sparse.cli.main", "train", tiny_config(tmp_path, iters=1), "--launcher",
+         "pytorch", "--work-dir", str(work_dir), "--data-root", str(trained.root)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = _train_log(work_dir)
@@ -133,14 +133,15 @@ def test_legacy_checkpoint_needs_trust_flag(trained, tmp_path, capsys):
     """A checkpoint pickling more than plain data is refused unless --trust-checkpoint."""
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)
     checkpoint["meta"]["legacy"] = argparse.Namespace(note="not an allowlisted type")
+    del checkpoint["meta"][DIGEST_KEY]  # an edited file no longer matches its digest
     legacy = tmp_path / "legacy.pth"
     torch.save(checkpoint, legacy)
-    command = ["test", CPU_CONFIG, str(legacy), "--work-dir", str(tmp_path / "work"),
-               "--data-root", str(trained.root), "--cfg-options", *TINY_OPTIONS]
+    command = ["test", trained.config, str(legacy), "--work-dir", str(tmp_path / "work"),
+               "--data-root", str(trained.root), "--cfg-options"]
 
     assert seg_sparse(*command, *unique_name("untrusted")) == 2
     err = capsys.readouterr().err
-    assert f"Refusing to load checkpoint {legacy}" in err and "--trust-checkpoint" in err
+    assert f"Refusing to load checkpoint '{legacy}'" in err and "--trust-checkpoint" in err
 
     assert seg_sparse("test", "--trust-checkpoint", *command[1:], *unique_name("trusted")) == 0
     assert json.loads((tmp_path / "work" / "metrics.json").read_text())["checkpoint"] == str(legacy)

@@ -1,4 +1,4 @@
-"""The CPU config runs unchanged under mmseg's own tools/train.py and tools/test.py."""
+"""The (tiny) CPU config runs unchanged under mmseg's own tools/train.py and tools/test.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from pathlib import Path
 
 import mmseg
 import pytest
-from cli_support import CPU_CONFIG, TINY_OPTIONS
+from cli_support import tiny_config
 
 TOOLS = Path(mmseg.__file__).parent / ".mim" / "tools"
-ONE_ITER = ["train_cfg.max_iters=1", "train_cfg.val_interval=1", "param_scheduler.0.end=1",
-            "default_hooks.checkpoint.interval=1"]
 
-pytest_plugins = ("cli_support",)  # the synthcity / trained fixtures
 pytestmark = pytest.mark.slow
 
 
@@ -33,15 +30,16 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_mmseg_tools_train_then_test(synthcity, tmp_path):
-    options = [*TINY_OPTIONS, *ONE_ITER, *_data_root_options(synthcity)]
+    config = tiny_config(tmp_path, iters=1)
+    options = _data_root_options(synthcity)
     work_dir = tmp_path / "work"
-    _run("train.py", CPU_CONFIG, "--work-dir", str(work_dir), "--cfg-options", *options,
+    _run("train.py", config, "--work-dir", str(work_dir), "--cfg-options", *options,
          cwd=tmp_path)
     checkpoint = work_dir / "iter_1.pth"
     assert checkpoint.is_file()
 
     test_dir = tmp_path / "test"
-    _run("test.py", CPU_CONFIG, str(checkpoint), "--work-dir", str(test_dir),
+    _run("test.py", config, str(checkpoint), "--work-dir", str(test_dir),
          "--cfg-options", *options, cwd=tmp_path)
     (metrics_file,) = test_dir.glob("*/*.json")  # mmengine dumps the test metrics here
     metrics = json.loads(metrics_file.read_text())

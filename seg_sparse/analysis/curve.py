@@ -3,17 +3,22 @@
 Reads the JSON files evaluations write -- ``metrics.json`` of ``seg-sparse test`` (keys under
 ``"metrics"``), mmengine's per-run test JSON (flat keys) and ``flops.json`` of ``seg-sparse
 flops`` -- and groups the points by method family: ours (stochastic sampling), Determ
-Gumbel-Softmax, ReLU gate, uniform sampling (dense models at several input sizes).
+Gumbel-Softmax, ReLU gate, uniform sampling (dense models at several input sizes). The family
+comes from the ``sampler`` the toolkit records in every result it writes, else from hints in
+the config's file name; a result file is data, so the config it names is never read or run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os.path as osp
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from seg_sparse.errors import UserInputError
 
 from .output import table
 
@@ -24,14 +29,14 @@ FAMILY_OF_SAMPLER = {
     "relu": "ReLU",
     "dense": "uniform sampling",
 }
-#: Config-name hints, used when the config file named in a result cannot be read.
+#: Config-name hints, for results that do not record their sampler (e.g. mmseg's tools).
 FAMILY_OF_NAME = (("determ", "deterministic"), ("relu", "relu"), ("uniform", "dense"),
                   ("sparse", "stochastic"))
 ACCURACY_KEYS = ("mIoU", "mAP", "coco/bbox_mAP", "bbox_mAP", "pascal_voc/mAP")
 GFLOPS_KINDS = ("backbone", "total")
 
 
-class ResultFileError(ValueError):
+class ResultFileError(UserInputError, ValueError):
     """A result JSON that cannot be read or lacks what the curve needs."""
 
 
@@ -53,12 +58,29 @@ def _metrics(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return nested if isinstance(nested, Mapping) else data
 
 
+def sampler_of_config(cfg: Any) -> str | None:
+    """``model.backbone.sampler`` of a config, the value results record (None if absent)."""
+    backbone = (cfg.get("model") or {}).get("backbone") or {}
+    sampler = backbone.get("sampler") if isinstance(backbone, Mapping) else None
+    return sampler if isinstance(sampler, str) else None
+
+
+def _number(path: str, key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ResultFileError(f"result '{path}': '{key}' is {value!r}, not a number") from None
+    if not math.isfinite(number):
+        raise ResultFileError(f"result '{path}': '{key}' is {value!r}, not a finite number")
+    return number
+
+
 def read_accuracy(path: str, data: Mapping[str, Any], key: str | None) -> tuple[str, float]:
     metrics = _metrics(data)
     keys = [key] if key else list(ACCURACY_KEYS)
     for k in keys:
         if metrics.get(k) is not None:
-            return k, float(metrics[k])
+            return k, _number(path, k, metrics[k])
     raise ResultFileError(f"result '{path}' has no accuracy key ({' / '.join(keys)}); "
                           f"its keys: {sorted(metrics)}")
 
@@ -72,10 +94,10 @@ def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> f
     metrics = {**{k.rsplit("/", 1)[-1]: v for k, v in metrics.items()}, **metrics}
     for key in (f"gflops_{kind}_sparse", f"gflops_{kind}_dense", f"gflops_{kind}"):
         if metrics.get(key) is not None:
-            return float(metrics[key])
+            return _number(path, key, metrics[key])
     for section in ("sparse", "dense"):  # flops.json of `seg-sparse flops`
         if isinstance(data.get(section), Mapping) and data[section].get(kind) is not None:
-            return float(data[section][kind])
+            return _number(path, f"{section}.{kind}", data[section][kind])
     raise ResultFileError(
         f"result '{path}' has no GFLOPs (gflops_{kind}_sparse / gflops_{kind}_dense); "
         "evaluate with the sparse metric (test_evaluator type 'SparseIoUMetric' or "
@@ -83,20 +105,13 @@ def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> f
         "custom_hooks SparseFlopsHook) or use `seg-sparse flops --checkpoint`")
 
 
-def infer_family(config: str | None) -> str | None:
-    """Family from the config's ``model.backbone.sampler`` (file readable), else its name."""
-    if not config:
-        return None
-    sampler = None
-    if osp.isfile(config):
-        from mmengine.config import Config
-
-        try:
-            sampler = Config.fromfile(config).model.backbone.get("sampler")
-        except Exception:  # noqa: BLE001 - unreadable config: fall back to its name
-            sampler = None
-    if sampler is None:
-        name = osp.basename(config).lower()
+def infer_family(data: Mapping[str, Any]) -> str | None:
+    """Family from the ``sampler`` a result records, else from hints in its config's file
+    name (the file itself is never read)."""
+    sampler = data.get("sampler")
+    if sampler not in FAMILY_OF_SAMPLER:
+        config = data.get("config")
+        name = osp.basename(config).lower() if isinstance(config, str) else ""
         sampler = next((s for hint, s in FAMILY_OF_NAME if hint in name), None)
     return FAMILY_OF_SAMPLER.get(sampler) if sampler else None
 
@@ -146,12 +161,12 @@ def load_curve_points(
                                   "not a JSON object of metrics")
         key, value = read_accuracy(path, data, accuracy_key)
         used_keys.add(key)
-        config = data.get("config")
+        config = data.get("config") if isinstance(data.get("config"), str) else None
         family = (families[0] if len(families) == 1 else families[i]) if families else \
-            infer_family(config)
+            infer_family(data)
         if family is None:
-            raise ResultFileError(f"cannot tell the method family of '{path}' (config "
-                                  f"{config!r}); pass --family")
+            raise ResultFileError(f"cannot tell the method family of '{path}' (no recorded "
+                                  f"sampler, config {config!r}); pass --family")
         label = labels[i] if labels else default_label(path, config)
         points.append(CurvePoint(family, label, read_gflops(path, data, gflops), value, path))
     if len(used_keys) > 1:

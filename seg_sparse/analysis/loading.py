@@ -1,9 +1,9 @@
 """Shared by the analysis experiments: a trained model from config + checkpoint, evaluated.
 
-Everything goes through the code the ``flops`` and ``test`` commands use (checked config
-options, the checkpoint/architecture check, weights-only loading, and the sparse metric that
-reports mIoU with GFLOPs and densities), so an experiment measures what ``seg-sparse test``
-reports with that metric.
+Everything goes through the code the ``flops`` and ``test`` commands use (``seg_sparse.apis``:
+checked config options and values, the checkpoint/architecture check, weights-only loading; and
+the sparse metric that reports mIoU with GFLOPs and densities), so an experiment measures what
+``seg-sparse test`` reports with that metric.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from seg_sparse.cli.common import CommandError
+from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
 from seg_sparse.flops import FlopsReport
 from seg_sparse.sampling import sparse_blocks
 
@@ -92,12 +92,10 @@ def load_model(
     """Build the config's model and load ``checkpoint`` into it (GPU when available).
 
     A checkpoint of another architecture raises ``CheckpointMismatchError`` listing the
-    differing keys; a missing file raises ``CommandError`` naming it.
+    differing keys; a missing file raises ``ConfigError`` / ``FileNotFoundError`` naming it.
     """
-    if not osp.isfile(config):
-        raise CommandError(f"config file '{config}' does not exist")
-    if not osp.isfile(checkpoint):
-        raise CommandError(f"checkpoint '{checkpoint}' does not exist")
+    if "://" not in checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint '{checkpoint}' does not exist")
     cfg = load_config(config, cfg_options, data_root)
     model = build_eval_model(cfg)
     load_weights(model, checkpoint, trust_checkpoint)
@@ -123,7 +121,7 @@ def evaluate(loaded: LoadedModel, num_images: int | None = None,
     logger.setLevel("WARNING")  # mmengine's dataset / metric chatter: commands print tables
     set_sampling_seed(loaded.model, seed)
     try:
-        info, metric = measure_densities(loaded.model, loaded.cfg, count)
+        info, metric = evaluate_on_val_images(loaded.model, loaded.cfg, count)
     finally:
         logger.setLevel(level)
         set_sampling_seed(loaded.model, None)
@@ -168,50 +166,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, (sum((v - mean) ** 2 for v in values) / n) ** 0.5
 
 
-def load_config(config: str, cfg_options: dict | None = None,
-                data_root: str | None = None) -> Config:
-    """Read ``config`` with checked ``--cfg-options`` and an optional evaluation data root."""
-    from seg_sparse.cli.cfg_options import merge_checked_options
-
-    cfg = Config.fromfile(config)
-    merge_checked_options(cfg, cfg_options)
-    if data_root:
-        if not osp.isdir(data_root):
-            raise CommandError(f"--data-root '{data_root}' is not a directory")
-        from seg_sparse.tasks import set_data_root
-
-        set_data_root(cfg, data_root, ("val_dataloader", "test_dataloader"))
-    return cfg
-
-
-def build_eval_model(cfg: Config) -> nn.Module:
-    """The config's model in eval mode, SyncBN reverted to BN (no process group needed)."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    if "model" not in cfg:
-        raise CommandError("the config has no 'model'")
-    init_default_scope(cfg.get("default_scope", "mmseg"))
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN needs a process group
-    model.eval()  # not chained: mmseg's ResNet.train() returns None (a bare-backbone model)
-    return model
-
-
-def load_weights(model: nn.Module, path: str, trust: bool) -> None:
-    """Read ``path`` once (weights-only), check it matches ``model``'s architecture, load it."""
-    from seg_sparse.cli.checkpoint_check import check_state_dict_matches, checkpoint_state_dict
-    from seg_sparse.compat import allow_legacy_checkpoints
-
-    if trust:
-        allow_legacy_checkpoints()
-    state = checkpoint_state_dict(path)
-    check_state_dict_matches(model, state, path)
-    model.load_state_dict(state)
-
-
-def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, Any], Any]:
-    """Run ``model`` on the first ``num_images`` validation images.
+def evaluate_on_val_images(model, cfg: Config,
+                           num_images: int) -> tuple[dict[str, Any], Any]:
+    """Evaluate ``model`` with the sparse metric on the first ``num_images`` validation images.
 
     Returns ({num_images, measured_input_shape, metric (name of the accuracy: mIoU, or mAP
     for detection), <metric>, densities (mean per block)}, the sparse metric used
@@ -225,15 +182,15 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
 
     loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
     if loader_cfg is None:
-        raise CommandError("the config has no val_dataloader/test_dataloader to measure on")
+        raise ConfigError("the config has no val_dataloader/test_dataloader to measure on")
     try:
         loader = Runner.build_dataloader(loader_cfg)
     except (FileNotFoundError, OSError, ValueError) as err:
-        raise CommandError(f"cannot build the validation dataset of the config ({err}); "
+        raise ConfigError(f"cannot build the validation dataset of the config ({err}); "
                            "generate or point to the data with --data-root") from err
     dataset = loader.dataset
     if len(dataset) == 0:
-        raise CommandError("the validation dataset is empty; check --data-root")
+        raise ConfigError("the validation dataset is empty; check --data-root")
     num_images = min(num_images, len(dataset))
     metric = density_metric(cfg)
     metric.dataset_meta = dataset.metainfo
@@ -259,9 +216,9 @@ def measure_densities(model, cfg: Config, num_images: int) -> tuple[dict[str, An
     finally:
         logger.setLevel(level)
     if "sampling_densities" not in metrics:
-        raise CommandError("the model reports no sampling densities (is it a "
-                           "SparseEncoderDecoder / SparseFasterRCNN?); run without --checkpoint "
-                           "for dense GFLOPs")
+        raise ConfigError("the model reports no sampling densities (is it a "
+                          "SparseEncoderDecoder / SparseFasterRCNN?); run without --checkpoint "
+                          "for dense GFLOPs")
     measured_shape = metric.last_report.input_shape if metric.last_report else None
     name, value = accuracy(cfg, metrics)
     info = {

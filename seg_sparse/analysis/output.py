@@ -1,31 +1,30 @@
-"""Writing experiment results: JSON files and plain-text tables (one convention for all)."""
+"""Writing experiment results: JSON files and plain-text tables (one convention for all),
+replaced atomically so an interrupted command never leaves half a file."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import os.path as osp
 from collections.abc import Sequence
 from typing import Any
 
 from prettytable import PrettyTable
 
+from seg_sparse.fileio import atomic_write_text
+
 
 def write_json(out_dir: str, name: str, data: Any) -> str:
-    """Write ``data`` to ``out_dir/name`` (created if needed); non-finite floats become null."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write ``data`` to ``out_dir/name`` atomically (folder created if needed); non-finite
+    floats become null."""
     path = osp.join(out_dir, name)
-    with open(path, "w") as f:
-        json.dump(_finite(data), f, indent=2)
+    atomic_write_text(path, json.dumps(_finite(data), indent=2))
     return path
 
 
 def write_text(out_dir: str, name: str, text: str) -> str:
-    os.makedirs(out_dir, exist_ok=True)
     path = osp.join(out_dir, name)
-    with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
+    atomic_write_text(path, text.rstrip("\n") + "\n")
     return path
 
 

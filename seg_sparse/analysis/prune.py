@@ -6,8 +6,8 @@ downsample). DCN offset convs and mask predictors are left intact: they decide *
 compute, and pruning them would change the sampling rather than the convolutions.
 
 GFLOPs of a pruned model count only non-zero weights: each conv's MACs are scaled by the
-fraction of its weights that are non-zero, on top of the sampling densities (DESIGN.md
-section 2). Every ratio starts again from the unpruned checkpoint.
+fraction of its weights that are non-zero, on top of the sampling densities (docs/design.md,
+"FLOPs convention"). Every ratio starts again from the unpruned checkpoint.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Per-block sparsity (appendix): density of conv1, conv2 and conv3 of every residual block.
 
 conv1 runs at the density d1 of mask 1; conv2 at d2 (mask 2); conv3 also at d2, because it is
-1x1 and is computed only where mask 2 sampled (DESIGN.md sections 1-2). Dense blocks report 1.
+1x1 and is computed only where mask 2 sampled (docs/design.md, "FLOPs convention"). Dense
+blocks report 1.
 """
 
 from __future__ import annotations

@@ -62,6 +62,23 @@ def inference_pipeline(cfg: Config):
     return Compose([s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")])
 
 
+def check_images_decode(images: Sequence[str]) -> None:
+    """Decode every image once before anything is written, so that a bad file stops the run
+    with an error naming it instead of after the figures of the images before it."""
+    import mmcv
+
+    from seg_sparse.datasets.transforms import DataDecodeError, image_size
+
+    for path in images:
+        image_size(path)  # empty / not an image: named from the header alone
+        try:
+            decoded = mmcv.imread(path)
+        except Exception as err:  # noqa: BLE001 - OpenCV raises cv2.error for damaged data
+            raise DataDecodeError(f"cannot decode image '{path}': {err}") from err
+        if decoded is None:
+            raise DataDecodeError(f"cannot decode image '{path}'")
+
+
 def load_image(pipeline, path: str) -> tuple[dict, np.ndarray]:
     """(one-image batch for ``model.test_step``, the image as RGB). An undecodable file
     raises ``DataDecodeError`` naming it (the checked loader of the pipeline)."""
@@ -116,6 +133,7 @@ def visualize_images(
     shown = resolve_blocks(model, blocks)
     compare = resolve_blocks(model, [compare_block or default_comparison_block(shown)])[0]
     pipeline = inference_pipeline(loaded.cfg)
+    check_images_decode(images)
     os.makedirs(out_dir, exist_ok=True)
     sampler = sampling_blocks(model)[compare].sampler.name
     title_model = osp.splitext(osp.basename(loaded.config_path))[0]

@@ -7,6 +7,8 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
+from seg_sparse.fileio import check_writable_dir
+
 from .common import CommandError
 
 
@@ -41,6 +43,7 @@ def load(args: argparse.Namespace, config: str, checkpoint: str):
     from seg_sparse.analysis import load_model
 
     check_num_images(args)
+    check_writable_dir(out_dir(args))  # before the evaluation, not after it
     return load_model(config, checkpoint, cfg_options=args.cfg_options,
                       data_root=args.data_root, trust_checkpoint=args.trust_checkpoint)
 

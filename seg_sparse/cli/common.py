@@ -1,8 +1,8 @@
 """Options and config handling shared by the ``train`` and ``test`` commands.
 
 Mirrors mmseg's ``tools/train.py`` / ``tools/test.py`` (same option names) with three additions:
-checked ``--cfg-options`` (see :mod:`seg_sparse.cli.cfg_options`), ``--data-root`` for all
-three dataloaders at once, and a launcher setup that also works on CPU-only machines.
+checked ``--cfg-options`` and values (:func:`seg_sparse.apis.load_config`), ``--data-root`` for
+all three dataloaders at once, and a launcher setup that also works on CPU-only machines.
 """
 
 from __future__ import annotations
@@ -13,13 +13,19 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from .cfg_options import merge_checked_options
+from seg_sparse.apis import load_config
+from seg_sparse.errors import UserInputError
+from seg_sparse.fileio import check_writable_dir
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
-DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+#: Seconds a CPU (gloo) rank waits for the others in a collective before it fails, instead of
+#: gloo's 30 minutes: a crashed or hung rank ends the run soon. Long waits are legitimate only
+#: when one rank works alone (e.g. the official Cityscapes evaluation on rank 0); raise it with
+#: --cfg-options +env_cfg.dist_cfg.timeout=SECONDS.
+CPU_DIST_TIMEOUT_S = 600
 
 
-class CommandError(RuntimeError):
+class CommandError(UserInputError, RuntimeError):
     """A usage problem detected by the CLI itself (printed without a traceback)."""
 
 
@@ -55,30 +61,24 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Read the config and apply launcher, ``--cfg-options``, ``--data-root``, work dir."""
-    if not osp.isfile(args.config):
-        raise CommandError(f"config file '{args.config}' does not exist")
+def config_from_args(args: argparse.Namespace) -> Config:
+    """:func:`seg_sparse.apis.load_config` of ``args.config`` plus the launcher and the work
+    dir (created, and proven writable, before anything long runs)."""
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
     cfg.launcher = args.launcher
-    merge_checked_options(cfg, args.cfg_options)
-    if args.data_root:
-        if not osp.isdir(args.data_root):
-            raise CommandError(f"--data-root '{args.data_root}' is not a directory")
-        from seg_sparse.tasks import set_data_root
-
-        set_data_root(cfg, args.data_root, DATALOADERS)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    check_writable_dir(cfg.work_dir)
     setup_launcher(cfg)
     return cfg
 
 
 def setup_launcher(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU: gloo backend and a CPU-capable DDP wrapper.
+    """Make ``--launcher pytorch`` work on CPU: gloo backend with a :data:`CPU_DIST_TIMEOUT_S`
+    default timeout, and a CPU-capable DDP wrapper.
 
     mmengine's own init calls ``torch.cuda.set_device`` (fails without a GPU) and wraps the
     model with ``device_ids=[LOCAL_RANK]`` (refused by DDP for CPU modules), so on CPU the
@@ -98,16 +98,16 @@ def setup_launcher(cfg: Config) -> None:
     env_cfg = cfg.setdefault("env_cfg", {})
     dist_cfg = dict(env_cfg.get("dist_cfg") or {})
     dist_cfg["backend"] = "gloo"
+    dist_cfg.setdefault("timeout", CPU_DIST_TIMEOUT_S)
     env_cfg["dist_cfg"] = dist_cfg
     if "RANK" not in os.environ:
         raise CommandError("--launcher pytorch expects to be started by torchrun "
                            "(RANK/WORLD_SIZE/MASTER_ADDR are not set)")
     if not dist.is_initialized():
-        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
-        if "timeout" in kwargs:
-            from datetime import timedelta
+        from datetime import timedelta
 
-            kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
+        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
+        kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
         dist.init_process_group(backend="gloo", **kwargs)
     if cfg.get("model_wrapper_cfg") is None:
         cfg.model_wrapper_cfg = dict(

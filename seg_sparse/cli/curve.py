@@ -3,9 +3,9 @@
 One point per test result (``metrics.json`` of ``seg-sparse test`` with the sparse metric,
 mmengine's test JSON, or ``flops.json`` of ``seg-sparse flops --checkpoint``): GFLOPs as
 executed (with the measured densities) against mIoU (or mAP), one line per method family --
-ours, Determ Gumbel-Softmax, ReLU, uniform sampling -- read from the sampler of the config
-named in each result, or given with ``--family``. Writes ``curve.png``, ``curve.json`` and
-``curve.txt``.
+ours, Determ Gumbel-Softmax, ReLU, uniform sampling -- read from the sampler each result
+records (else from hints in its config's file name; the config is never read), or given with
+``--family``. Writes ``curve.png``, ``curve.json`` and ``curve.txt``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="test result JSON files, one point each")
     parser.add_argument("--family", nargs="+", metavar="NAME",
                         help="method family per result, or one for all (default: from the "
-                        "config's sampler: ours / Determ Gumbel-Softmax / ReLU / uniform "
-                        "sampling)")
+                        "sampler the result records: ours / Determ Gumbel-Softmax / ReLU / "
+                        "uniform sampling)")
     parser.add_argument("--labels", nargs="+", metavar="LABEL",
                         help="point label per result (default: tags of the config name, e.g. "
                         "w0.1, else the result's folder)")

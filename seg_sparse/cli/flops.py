@@ -1,4 +1,4 @@
-"""``seg-sparse flops CONFIG``: GFLOPs of backbone, head and total (DESIGN.md section 2).
+"""``seg-sparse flops CONFIG``: GFLOPs of backbone, head and total (docs/design.md).
 
 Without a checkpoint: the dense count of the config's model at ``--shape`` (default: the
 validation pipeline's resize, e.g. 1024x2048 for Cityscapes). With ``--checkpoint``: also the
@@ -12,18 +12,14 @@ Prints a table and writes ``flops.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os.path as osp
 from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from seg_sparse.analysis.loading import (
-    build_eval_model,
-    load_config,
-    load_weights,
-    measure_densities,
-)
+from seg_sparse.analysis.loading import evaluate_on_val_images
+from seg_sparse.apis import build_eval_model, load_config, load_weights
+from seg_sparse.fileio import check_writable_dir
 
 from .common import CommandError
 
@@ -81,28 +77,30 @@ def eval_input_shape(cfg: Config) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not osp.isfile(args.config):
-        raise CommandError(f"config file '{args.config}' does not exist")
-    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+    if args.checkpoint is not None and "://" not in args.checkpoint and \
+            not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
     if args.num_images < 1:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
     if args.shape is not None and min(args.shape) < 1:
         raise CommandError(f"--shape must be two positive integers H W, got {args.shape}")
+    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    check_writable_dir(out_dir)
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     shape = tuple(args.shape) if args.shape else eval_input_shape(cfg)
     model = build_eval_model(cfg)
 
+    from seg_sparse.analysis.curve import sampler_of_config
     from seg_sparse.tasks import config_task, model_flops
 
     result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint,
-                              "task": config_task(cfg)}
+                              "task": config_task(cfg), "sampler": sampler_of_config(cfg)}
     extra_rows: dict[str, Any] = {}
     if args.checkpoint is None:
         report = model_flops(cfg, model, shape)
     else:
         load_weights(model, args.checkpoint, args.trust_checkpoint)
-        measured, metric = measure_densities(model, cfg, args.num_images)
+        measured, metric = evaluate_on_val_images(model, cfg, args.num_images)
         report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
         result.update(measured)
         name = measured["metric"]
@@ -112,12 +110,8 @@ def run(args: argparse.Namespace) -> int:
              if result["task"] == "detection" else None)
     print(report.format_table(title=title, extra_rows=extra_rows))
 
-    out_dir = args.out_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    from mmengine.utils import mkdir_or_exist
+    from seg_sparse.analysis.output import write_json
 
-    mkdir_or_exist(out_dir)
-    path = osp.join(out_dir, OUTPUT_FILE)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    path = write_json(out_dir, OUTPUT_FILE, result)
     print(f"GFLOPs written to {path}")
     return 0

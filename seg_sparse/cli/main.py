@@ -55,16 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input: reported in one message, without a traceback."""
-    from seg_sparse.compat.checkpoint import UnsafeCheckpointError
-    from seg_sparse.datasets.transforms import BadDataError
+    """Errors caused by the user's input: reported in one line, without a traceback."""
+    from seg_sparse.errors import UserInputError
 
-    from .cfg_options import ConfigKeyError
-    from .checkpoint_check import CheckpointMismatchError
-    from .common import CommandError
-
-    return (CommandError, ConfigKeyError, CheckpointMismatchError, UnsafeCheckpointError,
-            BadDataError, FileNotFoundError)
+    return (UserInputError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,12 +11,11 @@ and the metrics (with per-class IoU for segmentation) are printed as a table and
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os.path as osp
 from typing import Any
 
-from .common import CommandError, add_common_arguments, build_runner, load_config
+from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
 NAME = "test"
 METRICS_FILE = "metrics.json"
@@ -65,20 +64,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if "://" not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
-    if not args.trust_checkpoint:
-        return evaluate(args)
-    from seg_sparse.compat.checkpoint import allow_legacy_checkpoints
+    from seg_sparse.compat import legacy_checkpoints_trusted
 
-    allow_legacy_checkpoints()  # for this command only, not for the rest of the process
-    try:
+    with legacy_checkpoints_trusted(args.trust_checkpoint):  # this command only
         return evaluate(args)
-    finally:
-        allow_legacy_checkpoints(False)
 
 
 def evaluate(args: argparse.Namespace) -> int:
     """Check the checkpoint against the model, test it, print and write the metrics."""
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     from seg_sparse.tasks import is_detection
 
@@ -89,7 +83,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from mmengine.model import is_model_wrapper
 
-    from .checkpoint_check import check_checkpoint_matches
+    from seg_sparse.apis import check_checkpoint_matches
 
     runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -106,9 +100,9 @@ def evaluate(args: argparse.Namespace) -> int:
         official = next((m.class_scores for m in metric_objects
                          if getattr(m, "class_scores", None)), {})
         report = build_report(cfg, args, metrics, per_class, official)
-        path = osp.join(cfg.work_dir, METRICS_FILE)
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2)
+        from seg_sparse.analysis.output import write_json
+
+        path = write_json(cfg.work_dir, METRICS_FILE, report)
         print(format_table(report))
         print(f"metrics written to {path}")
         if args.out:
@@ -180,9 +174,12 @@ def build_report(cfg, args: argparse.Namespace, metrics: dict, per_class: dict,
     """The content of ``metrics.json`` (NaN, i.e. a class absent from GT and prediction,
     becomes null)."""
     official_keys = [k for k in metrics if k.startswith("averageScore")]
+    from seg_sparse.analysis.curve import sampler_of_config
+
     report: dict[str, Any] = {
         "config": args.config,
         "checkpoint": args.checkpoint,
+        "sampler": sampler_of_config(cfg),  # what `seg-sparse curve` groups by
         "metrics": {k: _finite_or_none(v) for k, v in metrics.items()
                     if k not in official_keys},
         "per_class": {name: {k: _finite_or_none(v) for k, v in vals.items()}

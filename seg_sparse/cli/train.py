@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import CommandError, add_common_arguments, build_runner, load_config
+from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
 NAME = "train"
 EPILOG = """examples:
@@ -49,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     if args.amp:
         enable_amp(cfg)
     if args.resume == "auto":

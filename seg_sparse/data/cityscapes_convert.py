@@ -115,13 +115,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     try:
         written = convert_cityscapes(args.root, nproc=args.nproc, overwrite=args.overwrite,
                                      show_progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2  # bad input, like every seg-sparse command
     print(f'wrote {written} *{TRAIN_ID_SUFFIX} file(s) under {Path(args.root) / "gtFine"}')
     return 0
 

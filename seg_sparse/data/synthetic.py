@@ -245,7 +245,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     cities = {split: names for split, names in
               (("train", args.train_cities), ("val", args.val_cities)) if names}
     try:
@@ -254,8 +255,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             width=args.width, seed=args.seed, cities=cities or None,
             show_progress=not args.no_progress)
     except (TypeError, ValueError, FileExistsError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2  # bad input, like every seg-sparse command
     splits = summary["splits"]
     print(f"wrote {summary['num_images']} samples ({splits['train']} train, {splits['val']} val) "
           f"of {summary['height']}x{summary['width']} to {summary['root']}")

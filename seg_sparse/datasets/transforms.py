@@ -1,19 +1,26 @@
 """Loading transforms that name the offending file instead of training on garbage.
 
-mmcv's image loader only asserts on undecodable files and mmseg's annotation loader crashes
-with ``'NoneType' object has no attribute 'squeeze'``; neither checks label values, so a label
-map in labelIds instead of trainIds trains silently on wrong targets.
+mmcv's image loader only asserts on undecodable files (and lets OpenCV's ``cv2.error`` through
+for an empty one), mmseg's annotation loader crashes with ``'NoneType' object has no attribute
+'squeeze'``; neither checks label values or that image and label map have the same size, so a
+label map in labelIds instead of trainIds trains silently on wrong targets and a size mismatch
+crashes later in the metric or batch stacking without naming either file.
 """
 
 from __future__ import annotations
 
+import os
+
+import cv2
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
+from seg_sparse.errors import UserInputError
 
-class BadDataError(ValueError):
+
+class BadDataError(UserInputError, ValueError):
     """A data file that must not be trained or evaluated on; the message names it."""
 
 
@@ -25,6 +32,33 @@ class InvalidLabelError(BadDataError):
     """A label map holds values that are neither a class index nor the ignore index."""
 
 
+class SizeMismatchError(BadDataError):
+    """An image and its label map have different sizes."""
+
+
+def image_size(path: str, what: str = "image") -> tuple[int, int]:
+    """(H, W) from the file's header (cheap: nothing is decoded); DataDecodeError naming the
+    file when it is empty or not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if os.path.getsize(path) == 0:
+        raise DataDecodeError(f"cannot decode {what} '{path}': the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataDecodeError(f"cannot decode {what} '{path}': {err}") from err
+    return height, width
+
+
+def check_same_size(image_path: str, image_hw: tuple[int, ...], label_path: str,
+                    label_hw: tuple[int, ...]) -> None:
+    if tuple(image_hw[:2]) != tuple(label_hw[:2]):
+        raise SizeMismatchError(
+            f"image '{image_path}' is {image_hw[1]}x{image_hw[0]} but its label map "
+            f"'{label_path}' is {label_hw[1]}x{label_hw[0]} (W x H); they must match")
+
+
 @TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
     """``LoadImageFromFile`` raising :class:`DataDecodeError` with the file name."""
@@ -32,8 +66,10 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
     def transform(self, results: dict) -> dict | None:
         try:
             out = super().transform(results)
-        except (AssertionError, OSError, ValueError) as err:
-            raise DataDecodeError(f"cannot decode image '{results['img_path']}': {err}") from err
+        except (AssertionError, OSError, ValueError, cv2.error) as err:
+            reason = "the file is empty (0 bytes)" if _is_empty(results["img_path"]) else err
+            raise DataDecodeError(f"cannot decode image '{results['img_path']}': "
+                                  f"{reason}") from err
         if out is not None and out.get("img") is None:
             raise DataDecodeError(f"cannot decode image '{results['img_path']}'")
         return out
@@ -57,9 +93,12 @@ class CheckedLoadAnnotations(LoadAnnotations):
         path = results["seg_map_path"]
         try:
             super()._load_seg_map(results)
-        except (AttributeError, OSError, ValueError) as err:
-            raise DataDecodeError(f"cannot decode label map '{path}': {err}") from err
+        except (AttributeError, OSError, ValueError, cv2.error) as err:
+            reason = "the file is empty (0 bytes)" if _is_empty(path) else err
+            raise DataDecodeError(f"cannot decode label map '{path}': {reason}") from err
         seg = results["gt_seg_map"]
+        if "ori_shape" in results and "img_path" in results:  # the image was loaded before
+            check_same_size(results["img_path"], results["ori_shape"], path, seg.shape)
         values = np.unique(seg)
         bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
         if bad.size:
@@ -74,3 +113,10 @@ class CheckedLoadAnnotations(LoadAnnotations):
             f"{super().__repr__()[:-1]}, num_classes={self.num_classes}, "
             f"ignore_index={self.ignore_index})"
         )
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from seg_sparse.data.synthetic import generate_synthetic_cityscapes
+from seg_sparse.fileio import check_writable_dir
 
 from .figures import write_figures
 from .report import build_report, format_summary, write_report
@@ -52,18 +53,6 @@ class _Stages:
         elapsed = time.perf_counter() - self.start
         title = STAGES[self.index - 1] + (f": {detail}" if detail else "")
         self.echo(f"\n==> [{self.index}/{len(STAGES)}] {title}   (t = {elapsed:.0f} s)")
-
-
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` and prove it is writable before spending minutes on training."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise DemoError(f"output directory '{out_dir}' is not writable: {err.strerror or err}") \
-            from err
 
 
 def prepare_data(settings: DemoSettings, echo: Echo) -> Path:
@@ -106,7 +95,7 @@ def run_demo(settings: DemoSettings, echo: Echo = print) -> dict[str, Any]:
 
 def _run_stages(settings: DemoSettings, echo: Echo) -> dict[str, Any]:
     start = time.perf_counter()
-    check_writable(settings.out_dir)
+    check_writable_dir(settings.out_dir)  # before spending minutes on training
     _check_device(settings.device)
     configs = configs_dir()
     stages = _Stages(echo)

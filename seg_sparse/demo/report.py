@@ -9,6 +9,8 @@ from typing import Any
 
 from prettytable import PrettyTable
 
+from seg_sparse.fileio import atomic_write_text
+
 from .training import ModelRun
 
 MODEL_KEYS = ("dense", "sparse")
@@ -70,9 +72,7 @@ def _check_finite(value: Any, where: str = "report") -> None:
 
 
 def write_report(report: dict[str, Any], path: Path) -> Path:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return path
 
 

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from seg_sparse.errors import UserInputError
+
 #: The demo's configs (relative to the configs folder); see their headers for the choices.
 DENSE_CONFIG = "cpu/fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
 SPARSE_CONFIG = "cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
@@ -14,7 +16,7 @@ CONFIGS_ENV = "SEG_SPARSE_CONFIGS"
 DEVICES = ("cpu", "cuda")
 
 
-class DemoError(RuntimeError):
+class DemoError(UserInputError, RuntimeError):
     """A problem with the demo's options or environment, reported without a traceback."""
 
 

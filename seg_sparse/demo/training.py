@@ -18,11 +18,11 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from seg_sparse.apis import DATALOADERS, load_config
 from seg_sparse.sampling import set_sampling_generator
 
 from .settings import DemoError, DemoSettings
 
-DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 #: Metric keys the demo reads (SparseIoUMetric with SparseFlopsHook reports all of them).
 REQUIRED_METRICS = ("mIoU", "gflops_backbone_dense", "gflops_head", "gflops_total_dense",
                     "density_mean", "sampling_densities")
@@ -78,13 +78,11 @@ def set_iterations(cfg: Config, iters: int) -> None:
 def build_config(config: Path, name: str, settings: DemoSettings,
                  iters: int | None, load_from: Path | None) -> Config:
     """The config file with the demo's data, size, iterations, seed and work dir applied."""
-    cfg = Config.fromfile(str(config))
+    cfg = load_config(str(config), data_root=str(settings.data_root))
     cfg.work_dir = str(settings.out_dir / "work_dirs" / name)
     cfg.launcher = "none"
     cfg.experiment_name = f"demo_{name}"
     cfg.randomness = dict(seed=settings.seed)
-    for loader in DATALOADERS:
-        cfg[loader].dataset.data_root = str(settings.data_root)
     set_image_size(cfg, settings.size)
     if iters is not None:
         set_iterations(cfg, iters)

@@ -1,4 +1,9 @@
-"""engine."""
+"""Runner hooks: atomic checkpoint saving, safe / verifiable / exactly resumable checkpoint
+content, and the Gumbel temperature schedule. All are registered in mmseg's ``HOOKS``."""
 
-from . import checkpoint_hooks  # noqa: F401  (registers SafeCheckpointHook)
-from .temperature_hook import SparseTemperatureHook  # noqa: F401  (registers it)
+from .atomic_checkpoint import AtomicCheckpointHook, CheckpointSaveError
+from .checkpoint_hooks import SafeCheckpointHook
+from .temperature_hook import SparseTemperatureHook
+
+__all__ = ["AtomicCheckpointHook", "CheckpointSaveError", "SafeCheckpointHook",
+           "SparseTemperatureHook"]

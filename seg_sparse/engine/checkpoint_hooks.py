@@ -1,20 +1,37 @@
-"""Hook that keeps mmengine checkpoints loadable with ``torch.load(weights_only=True)``.
+"""Hook that makes mmengine checkpoints safe to load, verifiable and exactly resumable.
 
-mmengine stores the message hub's ``HistoryBuffer`` objects (numpy arrays and bound methods) in
-every checkpoint, and numpy scalars in the runtime info (the logger's ``eta``); torch's
-weights-only unpickler refuses them. The hook swaps each buffer for a plain dict of lists and each
-numpy scalar for a Python number on save, and rebuilds the buffers on load, before
-``Runner.resume`` hands the message hub state over, so resuming restores the logs as before.
+* Plain data only: mmengine stores the message hub's ``HistoryBuffer`` objects (numpy arrays
+  and bound methods) in every checkpoint, and numpy scalars in the runtime info (the logger's
+  ``eta``); torch's weights-only unpickler refuses them. The hook swaps each buffer for a plain
+  dict of lists and each numpy scalar for a Python number on save, and rebuilds the buffers on
+  load, before ``Runner.resume`` hands the message hub state over.
+* Integrity: the last edit before writing records a digest of the checkpoint's tensors and
+  data (``meta['seg_sparse_digest']``), which the loader verifies.
+* Exact resume: every random state of the run is saved (:mod:`.random_state`) and restored
+  right before the first batch a resumed run trains on; validation during training leaves
+  the training random states as they were, so a run does not depend on when it validated.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from mmengine.hooks import Hook
-from mmengine.logging import HistoryBuffer
-from mmengine.registry import HOOKS
+from mmengine.logging import HistoryBuffer, print_log
+from mmseg.registry import HOOKS
+
+from seg_sparse.compat.checkpoint import record_checkpoint_digest
+
+from .random_state import (
+    RestoreBeforeFetch,
+    capture_random_states,
+    restore_random_states,
+    restore_sampler_seed,
+)
+
+RANDOM_STATES_KEY = "random_states"
 
 PLAIN_BUFFER_TYPE = "HistoryBuffer"
 
@@ -72,20 +89,72 @@ def message_hub_from_plain(state: dict[str, Any]) -> None:
 
 @HOOKS.register_module()
 class SafeCheckpointHook(Hook):
-    """Writes checkpoints without pickled objects and restores them on load.
+    """Writes checkpoints without pickled objects, with a digest and the run's random states;
+    restores them on load and resume.
 
     Add ``custom_hooks=[dict(type='SafeCheckpointHook')]`` to a config (the toolkit's base
-    runtime does). Low priority so it converts after other hooks have edited the checkpoint.
+    runtime does). Lowest priority: it edits the checkpoint after every other hook has.
     """
 
-    priority = "VERY_LOW"
+    priority = "LOWEST"
+
+    def __init__(self) -> None:
+        self._resume: tuple[int, dict[str, Any]] | None = None
+        self._before_val: dict[str, Any] | None = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if isinstance(checkpoint.get("message_hub"), dict):
             message_hub_to_plain(checkpoint["message_hub"])
         if isinstance(checkpoint.get("meta"), dict):
             numpy_scalars_to_python(checkpoint["meta"])
+        checkpoint[RANDOM_STATES_KEY] = capture_random_states(runner.model,
+                                                              _train_sampler(runner))
+        record_checkpoint_digest(checkpoint)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if isinstance(checkpoint.get("message_hub"), dict):
             message_hub_from_plain(checkpoint["message_hub"])
+        states = checkpoint.get(RANDOM_STATES_KEY)
+        meta = checkpoint.get("meta") or {}
+        self._resume = (meta.get("iter"), states) if isinstance(states, dict) else None
+
+    def before_train(self, runner) -> None:
+        """On resume (the loaded checkpoint's iteration is the runner's), give the sampler its
+        seed back now and the other states right before the next trained batch is loaded."""
+        pending, self._resume = self._resume, None
+        if pending is None or runner.iter == 0 or pending[0] != runner.iter:
+            return  # a fresh run, or weights loaded with load_from: keep this run's randomness
+        states = pending[1]
+        sampler = _train_sampler(runner)
+        if sampler is not None and restore_sampler_seed(states, sampler):
+            print_log(f"SafeCheckpointHook: data sampler seed restored to {sampler.seed}",
+                      logger="current")
+        loop = runner.train_loop
+        if hasattr(loop, "dataloader_iterator"):  # iteration-based: mmengine skips ahead first
+            loop.dataloader_iterator = RestoreBeforeFetch(
+                loop, runner.iter, lambda: self._restore(runner, states))
+        else:
+            self._restore(runner, states)
+
+    @staticmethod
+    def _restore(runner, states: dict[str, Any]) -> None:
+        problem = restore_random_states(states, runner.model)
+        if problem:
+            print_log(f"SafeCheckpointHook: {problem}", logger="current", level=logging.WARNING)
+
+    def before_val(self, runner) -> None:
+        self._before_val = capture_random_states(runner.model)
+
+    def after_val(self, runner) -> None:
+        if self._before_val is not None:
+            restore_random_states(self._before_val, runner.model)
+            self._before_val = None
+
+
+def _train_sampler(runner) -> Any:
+    """The training dataloader's sampler, without building a loop that does not exist yet."""
+    from mmengine.runner import BaseLoop
+
+    loop = getattr(runner, "_train_loop", None)
+    dataloader = getattr(loop, "dataloader", None) if isinstance(loop, BaseLoop) else None
+    return getattr(dataloader, "sampler", None)

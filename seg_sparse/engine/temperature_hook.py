@@ -11,7 +11,7 @@ from typing import Any
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+from mmseg.registry import HOOKS
 from torch import nn
 
 from seg_sparse.sampling import GumbelTemperature, set_temperature_iter

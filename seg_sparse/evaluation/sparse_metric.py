@@ -4,7 +4,7 @@
 official Cityscapes evaluation) add, to the same metrics dict and one logged table:
 
 * ``gflops_backbone_dense``, ``gflops_head``, ``gflops_total_dense``: the network at the
-  evaluated input shape with every position computed (DESIGN.md section 2);
+  evaluated input shape with every position computed (docs/design.md, "FLOPs convention");
 * ``gflops_backbone_sparse``, ``gflops_total_sparse``: as executed, with the measured densities;
 * ``density_mean`` (mean over sampling blocks of (d1 + d2) / 2; 1.0 for the ``dense`` sampler's
   blocks, which report (1, 1)) and ``sampling_densities``

@@ -1,7 +1,7 @@
 """FLOPs (multiply-accumulates) of segmentors, dense and as executed with sampling densities.
 
 ``count_flops(model, (H, W), densities=None) -> FlopsReport``; see :mod:`.report` for the
-convention (DESIGN.md section 2).
+convention (docs/design.md, "FLOPs convention").
 """
 
 from .counter import count_flops, is_bottleneck, is_sparse_block

@@ -1,4 +1,4 @@
-"""The FLOPs convention of DESIGN.md section 2, applied to a measured per-conv MAC profile.
+"""The FLOPs convention of docs/design.md, applied to a measured per-conv MAC profile.
 
 All counts are multiply-accumulates (MACs), ``k*k*Cin*Cout*Hout*Wout / groups`` per conv, as in
 the paper and in ``mmengine.analysis``; "GFLOPs" below means MACs / 1e9. Only convolutions and

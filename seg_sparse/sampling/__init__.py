@@ -1,51 +1,28 @@
-"""Plain-torch sampling primitives and the sparse bottleneck (no mmseg / mmcv imports).
+"""Stochastic feature sampling and interpolation in plain torch (no mmseg / mmcv imports).
 
-Public API (interface used by ``seg_sparse.models``; see each module for details):
+The method as implemented, and where it departs from the paper: docs/design.md.
 
-* :class:`MaskPredictor` -- 3x3 conv -> 1 logit channel, weight 0 / bias 3.
-* :func:`build_sampler` (``'stochastic'``, ``'deterministic'``, ``'relu'``, ``'dense'``) ->
-  :class:`MaskSampler`; ``sampler(z, training, temperature, generator) -> SampleResult``.
-* :class:`GumbelTemperature` -- buffers ``value`` / ``iteration``; ``set_iter(i)``, ``step()``.
-* :func:`grid_prior_mask`, :func:`apply_grid_prior` -- always-sampled lattice (k = 11).
-* :class:`GaussianInterpolation` -- normalized separable Gaussian RBF interpolation.
-* :class:`SparseBottleneck`, :class:`SamplingOutput`.
-* :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`, :func:`mask_density`,
-  :func:`set_temperature_iter`, :func:`set_sampling_generator`.
-
-Additions to the agreed interface (nothing removed or renamed):
-
-* ``SparseBottleneck.reset_sampling_parameters()`` re-applies the zero / bias-3 / bandwidth
-  initialisation of the new layers; call it after an init_cfg that re-initialises all
-  ``nn.Conv2d`` (mmengine's Kaiming init would otherwise overwrite the mask predictors and
-  the DCN offset conv).
-* ``SparseBottleneck.is_dense``; for ``dense`` blocks ``last_sampling`` holds ones (not None).
-* ``MaskSampler.is_dense`` / ``MaskSampler.uses_temperature`` (False for relu / dense: they
-  ignore T, though relu blocks still carry a ``temperature`` buffer like every sampling block).
-* ``MaskSampler.computed(mask)`` (the positions a mask computes: relu's support g > 0) and
-  :func:`mask_density` (their per-image fraction), used by ``block_densities`` and the figures.
-* ``GumbelTemperature.reschedule(max_iters)`` re-targets the schedule's end in place.
-* ``SparseBottleneck(..., groups=1, width=None)`` (last, optional): the ResNeXt variant --
-  conv1/conv2/conv3 at ``width`` channels, conv2 grouped; defaults give the ResNet block.
-* ``check_grid_interval`` validates a grid setting (blocks call it at construction).
-* Deep-copying / pickling a block drops ``last_sampling`` (its autograd graph cannot be copied).
-* ``sparsity_loss`` / ``block_densities`` accept ``(name, block)`` pairs or plain blocks;
-  ``sparsity_loss`` skips dense blocks (zero scalar when nothing samples).
-
-Choices and deviations from DESIGN.md section 1 (details in the module docstrings):
-
-* interpolation divides by ``max(G*M, eps)`` instead of ``G*M + eps`` (exact on constant fields
-  where G*M >= eps, which at the initial bandwidth s = 3 means a sampled position in the 3x3
-  neighbourhood; both forms give 0 with no sampled position in the window) --
-  interpolation.py;
-* the ``relu`` baseline is the gate g = 1 - exp(-relu(z)): mask g in training and at test,
-  density = fraction of positions with g > 0, loss probability g -- samplers.py;
-* the grid prior forces mask positions to 1 in training (soft masks) and at test alike; the
-  probabilities fed to the sparsity loss are left untouched;
-* both mask predictors are undilated 3x3 convs, also in dilated blocks (as the authors');
-* interpolation runs before conv3 (on P channels, a quarter of the cost of interpolating
-  conv3's output). In eval, where conv3 + bn3 is affine, this equals computing conv3 + bn3
-  where m2 is non-zero and interpolating afterwards, wherever G*M >= eps (normalized weights);
-  in training it does not (bn3's batch statistics see the interpolated tensor).
+* :class:`SparseBottleneck` -- a ResNet / ResNeXt bottleneck that samples the outputs of conv1
+  and conv2 (``sampler='dense'``: the plain bottleneck); after each forward its
+  ``last_sampling`` (:class:`SamplingOutput`) holds the probabilities and masks it used;
+  ``reset_sampling_parameters()`` re-applies the initialisation of the sampling layers after a
+  framework-wide conv init; ``set_generator()`` picks the noise generator.
+* :class:`MaskPredictor` -- 3x3 conv to one logit per position, weight 0 / bias 3.
+* :func:`build_sampler` (``'stochastic'``, ``'deterministic'``, ``'relu'``, ``'dense'``,
+  :data:`SAMPLERS`) -> :class:`MaskSampler`; ``sampler(z, training, temperature, generator)``
+  -> :class:`SampleResult` (``prob`` for the loss, ``mask`` for gating).
+* :class:`GumbelTemperature` -- the annealed temperature (buffers ``value`` / ``iteration``;
+  ``set_iter``, ``step``, ``reschedule``).
+* :func:`grid_prior_mask`, :func:`apply_grid_prior`, :func:`check_grid_interval` -- the
+  always-computed lattice.
+* :class:`GaussianInterpolation` -- normalized separable Gaussian interpolation.
+* Over a whole model: :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
+  :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
+  :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
+* Inference execution (:mod:`.execution`): ``SparseBottleneck.execution`` ``'masked'`` (the
+  training computation), ``'sparse'`` (compute only at sampled positions), ``'auto'``
+  (default; sparse where it is faster); :func:`set_execution`, :func:`execution_mode`,
+  :data:`EXECUTION_MODES`.
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck
@@ -58,6 +35,7 @@ from .stats import (
     block_densities,
     execution_mode,
     mask_density,
+    sampling_generators,
     set_execution,
     set_sampling_generator,
     set_temperature_iter,
@@ -83,6 +61,7 @@ __all__ = [
     "execution_mode",
     "grid_prior_mask",
     "mask_density",
+    "sampling_generators",
     "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",

@@ -37,7 +37,7 @@ class SamplingOutput:
 class SparseBottleneck(nn.Module):
     """ResNet bottleneck ('pytorch' style: stride on conv2) with stochastic feature sampling.
 
-    Forward (DESIGN.md section 1)::
+    Forward (docs/design.md, "One block")::
 
         x -> conv1 -> bn1 -> relu -> interp(., m1) -> conv2 (DCN offsets from x) -> bn2 -> relu
           -> interp(., m2) -> conv3 -> bn3 -> (+ downsample(x) or x) -> relu

@@ -24,11 +24,12 @@ class GaussianInterpolation(nn.Module):
     1.8e-4 at (1, 1) but 2.2e-8 < eps at (2, 0): a lone sampled position fills only its 3x3
     neighbourhood, and the 5x5 ring enters once training lowers s below about 2.4.
 
-    Deviation from DESIGN.md (``/ (G*M + eps)``): the denominator is ``max(G*M, eps)``. Adding
-    eps biases every interpolated value towards 0 by a factor G*M / (G*M + eps) (a relative
-    6e-4 for a single sampled neighbour at distance 1 with s = 3), so a constant field would not
-    be reproduced; the clamp keeps the division safe where G*M < eps (there both forms shrink
-    the value towards 0, and both give 0 with no sampled position in reach).
+    Deviation from the paper (``/ (G*M + eps)``, docs/design.md): the denominator is
+    ``max(G*M, eps)``. Adding eps biases every interpolated value towards 0 by a factor
+    G*M / (G*M + eps) (a relative 6e-4 for a single sampled neighbour at distance 1 with s = 3),
+    so a constant field would not be reproduced; the clamp keeps the division safe where
+    G*M < eps (there both forms shrink the value towards 0, and both give 0 with no sampled
+    position in reach).
     """
 
     def __init__(self, window: int = 7, init_scale: float = 3.0, eps: float = 1e-5) -> None:

@@ -121,3 +121,14 @@ def execution_mode(module: nn.Module, mode: str) -> Iterator[None]:
     finally:
         for block, previous in zip(blocks, saved):
             block.execution = previous
+
+
+def sampling_generators(module: nn.Module) -> list[torch.Generator]:
+    """The distinct generators the sparse blocks of ``module`` draw from, in block order
+    (empty when all use torch's global RNG); e.g. to save and restore their states."""
+    found: list[torch.Generator] = []
+    for _, block in sparse_blocks(module):
+        generator = block._generator
+        if generator is not None and not any(generator is g for g in found):
+            found.append(generator)
+    return found

@@ -28,7 +28,7 @@ from .style import (
     save_figure,
 )
 
-#: Which convolutions each mask decides (DESIGN.md section 2).
+#: Which convolutions each mask decides (docs/design.md, "FLOPs convention").
 MASK_ROLES = {1: "mask1 (conv1)", 2: "mask2 (conv2 + conv3)"}
 
 MaskEntry = BlockMasks | tuple[np.ndarray, np.ndarray, float, float]

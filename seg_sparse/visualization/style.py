@@ -6,12 +6,15 @@ so nothing here touches pyplot's global state or needs a display.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmseg.datasets import CityscapesDataset
+
+from seg_sparse.fileio import atomic_write_bytes
 
 #: Cityscapes trainId class names and colours (mmseg's own metainfo, not a copy).
 CITYSCAPES_CLASSES: tuple[str, ...] = tuple(CityscapesDataset.METAINFO["classes"])
@@ -35,13 +38,15 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 
 def save_figure(fig: Figure, out_path: str | Path) -> Path:
-    """Write ``fig`` as PNG, creating the parent folder; clear error if it cannot be written."""
+    """Write ``fig`` as PNG atomically (a reader never sees a half-written file), creating the
+    parent folder; clear error if it cannot be written."""
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"figures are written as PNG; got output path {str(out_path)!r}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_path, dpi=DPI, facecolor="white")
+        atomic_write_bytes(out_path, buffer.getvalue())
     except OSError as err:
         raise OSError(f"cannot write figure to {str(out_path)!r}: {err}") from err
     return out_path

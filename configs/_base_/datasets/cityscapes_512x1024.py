@@ -1,6 +1,12 @@
 # Cityscapes (2975 train / 500 val, 19 classes, trainIds labels) at full resolution
 # (short side 1024), random scale 0.5-2.0, random 512x1024 crop, random flip and mmseg's
-# photometric distortion. Uniform-sampling baselines override `short_side` and `crop_size`.
+# photometric distortion.
+# Another image size (e.g. the uniform-sampling baselines): `short_side` and `crop_size` are
+# copied into the pipelines below when this file is read, so overriding them alone changes
+# nothing. Restate `train_pipeline` and `test_pipeline` with the new values, put them into the
+# dataloaders (`train_dataloader = dict(dataset=dict(pipeline=train_pipeline))`, the same for
+# val/test) and set `model.data_preprocessor.size` to the crop, as
+# ../../fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-uniform512.py does.
 dataset_type = 'CheckedCityscapesDataset'
 data_root = 'data/cityscapes/'
 short_side = 1024

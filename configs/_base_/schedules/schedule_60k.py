@@ -7,10 +7,12 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=60000, val_interval=6000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# AtomicCheckpointHook: mmengine's CheckpointHook whose saves are atomic and remove old
+# checkpoints only after the new one is complete (docs/checkpoints.md).
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=6000, max_keep_ckpts=3),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=6000, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))

@@ -1,8 +1,10 @@
-"""Refuse a checkpoint that does not fit the model before evaluating it.
+"""A model from a config with a checkpoint loaded, refusing a checkpoint that does not fit.
 
 mmengine loads test checkpoints with ``strict=False`` and only *warns* about missing or
 unexpected keys, so a checkpoint of another architecture silently evaluates a partly random
-model. :func:`check_checkpoint_matches` compares names and shapes first.
+model. :func:`check_checkpoint_matches` compares names and shapes first; :func:`load_weights`
+reads a checkpoint once (weights-only, through mmengine's loader, any source), checks it and
+loads it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from seg_sparse.errors import UserInputError
+
 _WRAPPER_PREFIX = re.compile(r"^module\.")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserInputError, ValueError):
     """The checkpoint's state_dict does not match the model built from the config."""
 
 
@@ -61,3 +65,30 @@ def check_state_dict_matches(model: nn.Module, loaded: Mapping, path: str,
             more = f" (+{len(keys) - max_listed} more)" if len(keys) > max_listed else ""
             lines.append(f"  {len(keys)} {title}: " + ", ".join(keys[:max_listed]) + more)
     raise CheckpointMismatchError("\n".join(lines))
+
+
+def build_eval_model(cfg) -> nn.Module:
+    """The config's model in eval mode, SyncBN reverted to BN (no process group needed)."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from .config import ConfigError
+
+    if "model" not in cfg:
+        raise ConfigError("the config has no 'model'")
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # SyncBN needs a process group
+    model.eval()  # not chained: mmseg's ResNet.train() returns None (a bare-backbone model)
+    return model
+
+
+def load_weights(model: nn.Module, path: str, trust: bool = False) -> None:
+    """Read ``path`` once, check it matches ``model``'s architecture, load it. ``trust``: allow
+    a trusted legacy file (see :func:`seg_sparse.compat.legacy_checkpoints_trusted`)."""
+    from seg_sparse.compat import legacy_checkpoints_trusted
+
+    with legacy_checkpoints_trusted(trust):
+        state = checkpoint_state_dict(path)
+    check_state_dict_matches(model, state, path)
+    model.load_state_dict(state)

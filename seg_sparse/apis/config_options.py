@@ -27,6 +27,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from seg_sparse.errors import UserInputError
+
 ADD_PREFIX = "+"
 
 # Top-level keys mmengine's Runner (``Runner.from_cfg`` / ``__init__``) or its helpers read.
@@ -43,7 +45,7 @@ _RUNNER_KEYS = frozenset(
 )
 
 
-class ConfigKeyError(KeyError):
+class ConfigKeyError(UserInputError, KeyError):
     """A ``--cfg-options`` key that does not exist in the config and cannot be added."""
 
     def __str__(self) -> str:  # KeyError would repr() the message

@@ -1,0 +1,38 @@
+"""What the CLI, the analysis commands and the demo share, so each rule exists once.
+
+* :mod:`.config` -- :func:`load_config`: read a config, merge checked ``--cfg-options``
+  (:mod:`.config_options`), set the data root, check the values (:mod:`.config_values`);
+* :mod:`.model` -- build a config's model for evaluation and load a checkpoint into it,
+  refusing a checkpoint of another architecture.
+
+Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for bad input.
+"""
+
+from .config import DATALOADERS, ConfigError, load_config, set_data_root
+from .config_options import ConfigKeyError, merge_checked_options
+from .config_values import ConfigValueError, check_config_values
+from .model import (
+    CheckpointMismatchError,
+    build_eval_model,
+    check_checkpoint_matches,
+    check_state_dict_matches,
+    checkpoint_state_dict,
+    load_weights,
+)
+
+__all__ = [
+    "DATALOADERS",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "ConfigKeyError",
+    "ConfigValueError",
+    "build_eval_model",
+    "check_checkpoint_matches",
+    "check_config_values",
+    "check_state_dict_matches",
+    "checkpoint_state_dict",
+    "load_config",
+    "load_weights",
+    "merge_checked_options",
+    "set_data_root",
+]

@@ -1,0 +1,130 @@
+"""Check the values of well-known config keys before anything is built.
+
+A wrong value (``train_cfg.max_iters=abc``, ``model.backbone.sampler=foo``,
+``grid_interval=-3``, a negative learning rate ...) would otherwise surface deep inside
+mmengine's builders as a long traceback that does not name the key. :func:`check_config_values`
+names the key, the value and what is expected, in one line. The sampling-specific rules are the
+ones the sampling code itself enforces (sampler names, :func:`check_grid_interval`,
+:class:`GumbelTemperature`), applied here early and with the key attached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from seg_sparse.errors import UserInputError
+
+
+class ConfigValueError(UserInputError, ValueError):
+    """A config key holds a value of the wrong type or range."""
+
+
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a positive integer"
+
+
+def _non_negative_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be an integer >= 0"
+
+
+def _non_negative_number(value: Any) -> str | None:
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and value >= 0)
+    return None if ok else "must be a finite number >= 0"
+
+
+def _positive_number(value: Any) -> str | None:
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and value > 0)
+    return None if ok else "must be a finite number > 0"
+
+
+def _positive_odd_int(value: Any) -> str | None:
+    return None if _positive_int(value) is None and value % 2 else "must be a positive odd integer"
+
+
+def _sampler(value: Any) -> str | None:
+    from seg_sparse.sampling import SAMPLERS
+
+    return None if value in SAMPLERS else f"must be one of {sorted(SAMPLERS)}"
+
+
+def _grid_interval(value: Any) -> str | None:
+    from seg_sparse.sampling import check_grid_interval
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+        return "must be None or an integer >= 0"
+    try:
+        check_grid_interval(value)
+    except ValueError:
+        return "must be None (no grid prior) or an integer >= 0"
+    return None
+
+
+_LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+_HEADS = ("decode_head", "auxiliary_head")
+#: key (lists are searched element by element) -> check returning what is wrong, or None.
+CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
+    ("train_cfg.max_iters", _positive_int),
+    ("train_cfg.max_epochs", _positive_int),
+    ("train_cfg.val_interval", _positive_int),
+    *((f"{loader}.batch_size", _positive_int) for loader in _LOADERS),
+    *((f"{loader}.num_workers", _non_negative_int) for loader in _LOADERS),
+    ("optim_wrapper.optimizer.lr", _non_negative_number),
+    ("optim_wrapper.optimizer.momentum", _non_negative_number),
+    ("optim_wrapper.optimizer.weight_decay", _non_negative_number),
+    ("model.sparse_loss_weight", _non_negative_number),
+    *((f"model.{head}.num_classes", _positive_int) for head in _HEADS),
+    *((f"model.{head}.loss_decode.loss_weight", _non_negative_number) for head in _HEADS),
+    ("model.backbone.sampler", _sampler),
+    ("model.backbone.grid_interval", _grid_interval),
+    ("model.backbone.t0", _positive_number),
+    ("model.backbone.t_final", _positive_number),
+    ("model.backbone.max_iters", _positive_int),
+    ("model.backbone.interp_window", _positive_odd_int),
+    ("env_cfg.dist_cfg.timeout", _positive_number),
+)
+
+
+def check_config_values(cfg: Any) -> None:
+    """Raise :class:`ConfigValueError` for the first key of :data:`CHECKS` with a bad value."""
+    cfg = getattr(cfg, "_cfg_dict", cfg)  # an mmengine Config wraps its ConfigDict
+    for key, check in CHECKS:
+        for path, value in _find(cfg, key.split(".")):
+            problem = check(value)
+            if problem:
+                raise ConfigValueError(f"config value {path}={value!r} {problem}")
+    _check_temperature(cfg)
+
+
+def _check_temperature(cfg: Mapping) -> None:
+    """The schedule decays: t_final must not exceed t0 (:class:`GumbelTemperature`'s rule)."""
+    backbone = (cfg.get("model") or {}).get("backbone")
+    if not isinstance(backbone, Mapping) or "t_final" not in backbone or "t0" not in backbone:
+        return
+    from seg_sparse.sampling import GumbelTemperature
+
+    try:
+        GumbelTemperature(backbone["t0"], backbone["t_final"], backbone.get("max_iters", 1))
+    except (TypeError, ValueError) as err:
+        raise ConfigValueError(f"config values model.backbone.t0={backbone['t0']!r}, "
+                               f"t_final={backbone['t_final']!r}: {err}") from None
+
+
+def _find(node: Any, parts: list[str], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every place ``parts`` leads to; lists fan out by index."""
+    if isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _find(item, parts, f"{prefix}.{i}" if prefix else str(i))
+        return
+    if not parts or not isinstance(node, Mapping) or parts[0] not in node:
+        return
+    path = f"{prefix}.{parts[0]}" if prefix else parts[0]
+    if len(parts) == 1:
+        yield path, node[parts[0]]
+    else:
+        yield from _find(node[parts[0]], parts[1:], path)

@@ -1,0 +1,93 @@
+"""What ``import seg_sparse`` changes process-wide (docs/design.md, "What `import seg_sparse`
+changes"): each change observed in a fresh interpreter, before and after the import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = r"""
+import json, sys
+import torch
+from mmengine.fileio import io as file_io
+from mmengine.registry import HOOKS as ROOT_HOOKS, MODEL_WRAPPERS, MODELS
+from mmengine.runner import CheckpointLoader
+
+
+def observe():
+    ops = sys.modules.get("mmcv.ops")
+    return {
+        "mmcv_ops": None if ops is None else bool(getattr(ops, "__seg_sparse_fallback__", 0)),
+        "models": {n: repr(MODELS.module_dict.get(n)) for n in ("DCN", "DCNv2", "SyncBN")},
+        "wrappers": sorted(MODEL_WRAPPERS.module_dict),
+        "safe_globals": sorted(map(repr, torch.serialization.get_safe_globals())),
+        "loaders": sorted({f"{l.__module__}.{l.__name__}"
+                           for l in CheckpointLoader._schemes.values()}),
+        "schemes": sorted(CheckpointLoader._schemes),
+        "backends": {n: repr(b) for n, b in file_io.backends.items()},
+        "root_hooks": sorted(ROOT_HOOKS.module_dict),
+    }
+
+
+before = observe()  # mmseg itself cannot be imported yet: it needs mmcv.ops
+import seg_sparse  # noqa: E402
+from mmseg.registry import HOOKS  # noqa: E402
+
+print(json.dumps({"before": before, "after": observe(),
+                  "mmseg_hooks": sorted(HOOKS.module_dict)}))
+"""
+OUR_HOOKS = {"AtomicCheckpointHook", "SafeCheckpointHook", "SparseTemperatureHook",
+             "SparseFlopsHook"}
+
+
+@pytest.fixture(scope="module")
+def effects() -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                            timeout=300, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_mmcv_ops_fallback_and_its_dcn_registrations(effects):
+    from seg_sparse.compat import compiled_mmcv_available
+
+    if compiled_mmcv_available():
+        pytest.skip("compiled mmcv present: nothing is installed")
+    before, after = effects["before"], effects["after"]
+    assert before["mmcv_ops"] is None and after["mmcv_ops"] is True
+    assert "None" in before["models"]["DCN"]
+    assert "seg_sparse.compat.deform_conv.DeformConv2dPack" in after["models"]["DCN"]
+    assert "seg_sparse.compat.deform_conv.ModulatedDeformConv2dPack" in after["models"]["DCNv2"]
+
+
+def test_syncbn_and_ddp_wrapper_are_cpu_capable(effects):
+    assert "CPUSyncBatchNorm" in effects["after"]["models"]["SyncBN"]
+    assert "CPUCompatibleDistributedDataParallel" not in effects["before"]["wrappers"]
+    assert "CPUCompatibleDistributedDataParallel" in effects["after"]["wrappers"]
+
+
+def test_numpy_data_types_are_allowlisted_for_weights_only(effects):
+    added = set(effects["after"]["safe_globals"]) - set(effects["before"]["safe_globals"])
+    assert "<class 'numpy.ndarray'>" in added
+    assert not any("ObjectDType" in g or "getattr" in g for g in effects["after"]["safe_globals"])
+
+
+def test_every_checkpoint_scheme_gets_a_weights_only_loader(effects):
+    before, after = effects["before"], effects["after"]
+    assert before["schemes"] == after["schemes"]  # the same schemes, other loaders
+    assert all(name.startswith("mmengine.runner.checkpoint.") for name in before["loaders"])
+    assert all(name.startswith("seg_sparse.compat.checkpoint_schemes.")
+               for name in after["loaders"])
+
+
+def test_one_file_backend_is_added_and_none_replaced(effects):
+    before, after = effects["before"], effects["after"]
+    assert set(after["backends"]) - set(before["backends"]) == {"seg_sparse_atomic_local"}
+    assert all(after["backends"][name] == value for name, value in before["backends"].items())
+
+
+def test_hooks_are_registered_in_mmseg_scope_only(effects):
+    assert OUR_HOOKS <= set(effects["mmseg_hooks"])
+    assert not OUR_HOOKS & set(effects["after"]["root_hooks"])
