@@ -34,10 +34,12 @@ def observe():
 
 before = observe()  # mmseg itself cannot be imported yet: it needs mmcv.ops
 import seg_sparse  # noqa: E402
+from mmdet.registry import HOOKS as DET_HOOKS  # noqa: E402
 from mmseg.registry import HOOKS  # noqa: E402
 
 print(json.dumps({"before": before, "after": observe(),
-                  "mmseg_hooks": sorted(HOOKS.module_dict)}))
+                  "mmseg_hooks": sorted(HOOKS.module_dict),
+                  "mmdet_hooks": sorted(DET_HOOKS.module_dict)}))
 """
 OUR_HOOKS = {"AtomicCheckpointHook", "SafeCheckpointHook", "SparseTemperatureHook",
              "SparseFlopsHook"}
@@ -88,6 +90,7 @@ def test_one_file_backend_is_added_and_none_replaced(effects):
     assert all(after["backends"][name] == value for name, value in before["backends"].items())
 
 
-def test_hooks_are_registered_in_mmseg_scope_only(effects):
+def test_hooks_are_registered_in_the_mmseg_and_mmdet_scopes_only(effects):
     assert OUR_HOOKS <= set(effects["mmseg_hooks"])
+    assert OUR_HOOKS <= set(effects["mmdet_hooks"])
     assert not OUR_HOOKS & set(effects["after"]["root_hooks"])

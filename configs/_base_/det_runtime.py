@@ -1,13 +1,14 @@
 # Runtime of every seg-sparse detection config (mmdet 3.x style): the segmentation runtime
 # (custom_imports of seg_sparse; SafeCheckpointHook, SparseTemperatureHook and SparseFlopsHook in
-# custom_hooks; env_cfg) in mmdet's scope, with mmdet's default hooks and visualizer.
+# custom_hooks; env_cfg) in mmdet's scope, with mmdet's default hooks and visualizer; checkpoints
+# are written atomically (AtomicCheckpointHook, docs/checkpoints.md).
 _base_ = ['./default_runtime.py']
 default_scope = 'mmdet'
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
 visualizer = dict(_delete_=True, type='DetLocalVisualizer',

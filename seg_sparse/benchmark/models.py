@@ -28,13 +28,12 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     the same config with ``sampler='dense'`` and the same weights, minus the sampling layers."""
     import os.path as osp
 
-    from seg_sparse.analysis.loading import build_eval_model, load_config, load_weights
-    from seg_sparse.cli.common import CommandError
+    from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
 
     cfg = load_config(config, cfg_options)
     backbone_cfg = cfg.model.get("backbone", {})
     if backbone_cfg.get("sampler", "stochastic") == "dense" or "sampler" not in backbone_cfg:
-        raise CommandError(f"'{config}' is not a sampling model (model.backbone.sampler must "
+        raise ConfigError(f"'{config}' is not a sampling model (model.backbone.sampler must "
                            "be 'stochastic', 'deterministic' or 'relu'); bench compares a "
                            "sampling model with its dense twin")
     torch.manual_seed(0)
@@ -46,7 +45,7 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     dense = build_eval_model(dense_cfg)
     result = dense.load_state_dict(sparse.state_dict(), strict=False)
     if result.missing_keys:
-        raise CommandError(f"the dense twin of '{config}' has weights the sampling model lacks:"
+        raise ConfigError(f"the dense twin of '{config}' has weights the sampling model lacks:"
                            f" {result.missing_keys[:5]}")
     sparse, dense = sparse.to(device).eval(), dense.to(device).eval()
     sparse_train = copy.deepcopy(sparse).train() if with_training else None
@@ -60,11 +59,10 @@ def preprocess_image(model: nn.Module, path: str) -> torch.Tensor:
     """``path`` read and normalized by the model's data preprocessor: (1, 3, H, W)."""
     import mmcv
 
-    from seg_sparse.cli.common import CommandError
+    from seg_sparse.analysis.visualize import check_images_decode
 
+    check_images_decode([path])  # one-line error naming a bad file
     image = mmcv.imread(path)
-    if image is None:
-        raise CommandError(f"cannot decode image '{path}'")
     tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
     data = model.data_preprocessor(dict(inputs=[tensor], data_samples=None), training=False)
     return data["inputs"]

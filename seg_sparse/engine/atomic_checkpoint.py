@@ -26,10 +26,11 @@ from typing import Any
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
-from mmseg.registry import HOOKS
 
 from seg_sparse.errors import UserInputError
 from seg_sparse.fileio import atomic_write_bytes, atomic_write_text
+
+from .registry import register_hook
 
 ATOMIC_BACKEND = "seg_sparse_atomic_local"
 LAST_CHECKPOINT_FILE = "last_checkpoint"
@@ -73,7 +74,7 @@ class _DeferredRemovals:
         return getattr(self._backend, name)
 
 
-@HOOKS.register_module()
+@register_hook
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` (same arguments) with atomic writes and removal after success."""
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer, print_log
-from mmseg.registry import HOOKS
 
 from seg_sparse.compat.checkpoint import record_checkpoint_digest
 
@@ -30,6 +29,7 @@ from .random_state import (
     restore_random_states,
     restore_sampler_seed,
 )
+from .registry import register_hook
 
 RANDOM_STATES_KEY = "random_states"
 
@@ -87,7 +87,7 @@ def message_hub_from_plain(state: dict[str, Any]) -> None:
             scalars[key] = plain_to_history_buffer(value)
 
 
-@HOOKS.register_module()
+@register_hook
 class SafeCheckpointHook(Hook):
     """Writes checkpoints without pickled objects, with a digest and the run's random states;
     restores them on load and resume.

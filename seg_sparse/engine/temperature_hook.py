@@ -11,10 +11,11 @@ from typing import Any
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS
 from torch import nn
 
 from seg_sparse.sampling import GumbelTemperature, set_temperature_iter
+
+from .registry import register_hook
 
 
 def retarget_temperatures(model: nn.Module, max_iters: int) -> int:
@@ -32,7 +33,7 @@ def retarget_temperatures(model: nn.Module, max_iters: int) -> int:
     return changed
 
 
-@HOOKS.register_module()
+@register_hook
 class SparseTemperatureHook(Hook):
     """Set the temperature to the schedule's value at ``runner.iter`` around every train iter.
 

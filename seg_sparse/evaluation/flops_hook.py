@@ -6,10 +6,11 @@ from typing import Any
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS
+
+from seg_sparse.engine.registry import register_hook
 
 
-@HOOKS.register_module()
+@register_hook
 class SparseFlopsHook(Hook):
     """Before every validation and test, give the unwrapped model to each metric of the loop's
     evaluator that has ``set_flops_model`` (:class:`SparseIoUMetric`,

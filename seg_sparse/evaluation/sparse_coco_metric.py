@@ -12,8 +12,8 @@ gathering across ranks and the same FLOPs counter):
 * ``density_mean`` and ``sampling_densities`` (block -> [d1, d2]).
 
 Like every mmdet metric the keys get the ``coco/`` prefix (``coco/bbox_mAP``,
-``coco/gflops_backbone_sparse``). ``SparseFlopsHook`` hands over the model; it is registered in
-mmdet's HOOKS too, so detection configs list it as segmentation configs do.
+``coco/gflops_backbone_sparse``). ``SparseFlopsHook`` hands over the model; like every seg-sparse
+hook it is registered in mmdet's HOOKS too (:mod:`seg_sparse.engine.registry`).
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from mmdet.evaluation.metrics import CocoMetric
-from mmdet.registry import HOOKS, METRICS
+from mmdet.registry import METRICS
 from torch import nn
 
 from seg_sparse.datasets.coco import check_coco_annotations
 from seg_sparse.flops import FlopsReport
 from seg_sparse.flops.meta import count_flops_on_meta
 
-from .flops_hook import SparseFlopsHook
 from .sparse_metric import SamplingMetricMixin
-
-HOOKS.register_module(module=SparseFlopsHook)
 
 #: Keys of the segmentation metric that have no meaning for a backbone-only count.
 _HEAD_KEYS = ("gflops_head", "gflops_total_dense", "gflops_total_sparse")
