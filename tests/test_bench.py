@@ -74,7 +74,7 @@ def test_bench_writes_rows_for_every_part_and_density(tmp_path, capsys):
         assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
     for row in inference:
         assert row["realization"] == pytest.approx(row["speedup"] * row["flops_ratio"])
-        assert row["gather_ms"] > 0  # --crossover
+        assert row["gather_ms"] > 0 and row["fullmap_ms"] > 0  # --crossover
     by_density = {(r["part"], r["density"]): r for r in inference}
     # executed GFLOPs: the mask predictors at density 1, well under dense at 0.3
     assert 1.0 < by_density["backbone", 1.0]["flops_ratio"] < 1.05

@@ -185,3 +185,19 @@ def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
     out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
     got = out.view(2, 10, 13, 5).permute(0, 3, 1, 2)
     assert max_rel_err(got, expected) < 1e-5
+
+
+def test_auto_picks_the_path_per_device_and_density():
+    from seg_sparse.sampling.execution import crossover_override, gather_below, uses_executor
+
+    assert not uses_executor("auto", training=True, sampling=True, device_type="cpu")
+    assert not uses_executor("masked", training=False, sampling=True, device_type="cpu")
+    assert uses_executor("auto", training=False, sampling=True, device_type="cpu")
+    # measured on an H100: sampling blocks are faster masked there; dense blocks fold BN
+    assert not uses_executor("auto", training=False, sampling=True, device_type="cuda")
+    assert uses_executor("auto", training=False, sampling=False, device_type="cuda")
+    assert uses_executor("sparse", training=False, sampling=True, device_type="cuda")
+    assert gather_below("sparse", "cpu") > 1 and 0 < gather_below("auto", "cpu") <= 1
+    with crossover_override(0.0):
+        assert gather_below("auto", "cpu") == 0.0
+    assert gather_below("auto", "cpu") > 0

@@ -11,6 +11,7 @@ The three run in turn within each round (one process), medians over rounds, warm
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.sampling import execution_mode
+from seg_sparse.sampling.execution import crossover_override
 
 from .masks import (
     Masks,
@@ -46,7 +48,8 @@ class InferenceRow:
     dense_ms: float
     masked_ms: float
     sparse_ms: float
-    gather_ms: float | None  # execution='sparse' (gathers at any density), with crossover
+    gather_ms: float | None  # --crossover: every sampled layer gathered ('sparse')
+    fullmap_ms: float | None  # --crossover: no layer gathered (full-map convs, masks applied)
     speedup: float
     flops_ratio: float
     realization: float
@@ -67,15 +70,18 @@ def _forward(model: nn.Module, part: str, x: torch.Tensor) -> Callable[[], Any]:
 
 
 def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
-            execution: str) -> Callable[[], Any]:
+            execution: str, gather_below: float | None = None) -> Callable[[], Any]:
     forward = _forward(model, part, x)
 
     def run() -> Any:
-        with torch.no_grad(), execution_mode(model, execution):
-            if masks is None:
-                return forward()
-            with overridden_masks(model.backbone, masks):
-                return forward()
+        with ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(execution_mode(model, execution))
+            if gather_below is not None:
+                stack.enter_context(crossover_override(gather_below))
+            if masks is not None:
+                stack.enter_context(overridden_masks(model.backbone, masks))
+            return forward()
 
     return run
 
@@ -117,8 +123,9 @@ def benchmark_inference(
     ``image`` is given: a (1, 3, H, W) preprocessed image, resized to each input size).
 
     Each model's path runs once untimed before the rounds (weight folding, allocator);
-    ``warmup`` adds untimed rounds of every run. ``crossover`` also times execution='sparse'
-    (gathering at every density), the figures behind ``'auto'``'s per-layer choice.
+    ``warmup`` adds untimed rounds of every run. ``crossover`` also times every sampled layer
+    gathered ('sparse') and none gathered (full-map convs): the figures behind ``'auto'``'s
+    per-layer choice.
     """
     device = next(sparse_model.parameters()).device
     threads = torch.get_num_threads()
@@ -139,6 +146,7 @@ def benchmark_inference(
                 fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto")
                 if crossover:
                     fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse")
+                    fns[f"fullmap@{key}"] = _runner(sparse_model, part, x, masks, "auto", 0.0)
             first = next(iter(mask_sets))
             for name in ("dense", f"masked@{first}", f"sparse@{first}"):
                 fns[name]()
@@ -156,6 +164,7 @@ def benchmark_inference(
                     mean_density=sum(d1 + d2 for d1, d2 in values) / (2 * len(values)),
                     dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
                     sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
+                    fullmap_ms=ms.get(f"fullmap@{key}"),
                     speedup=speedup, flops_ratio=ratio,
                     realization=speedup * ratio, dense_peak_mb=dense_peak,
                     sparse_peak_mb=_mb(peak_memory_bytes(sparse_fn, device)) if memory else None,

@@ -42,11 +42,12 @@ def _mb(value: float | None) -> str:
 def format_inference(rows: Sequence[InferenceRow]) -> str:
     crossover = any(r.gather_ms is not None for r in rows)
     header = ["input", "part", "density", "mean d", "dense ms", "masked ms", "sparse ms",
-              *(["gather ms"] if crossover else []), "speedup", "FLOPs ratio", "realization",
-              "dense MB", "sparse MB"]
+              *(["gather ms", "full-map ms"] if crossover else []), "speedup", "FLOPs ratio",
+              "realization", "dense MB", "sparse MB"]
     body = []
     for r in rows:
-        gather = [f"{r.gather_ms:.1f}" if r.gather_ms is not None else "-"] if crossover else []
+        gather = [f"{v:.1f}" if v is not None else "-" for v in (r.gather_ms, r.fullmap_ms)] \
+            if crossover else []
         body.append([
             r.input, r.part, r.density if isinstance(r.density, str) else f"{r.density:.2f}",
             f"{r.mean_density:.3f}", f"{r.dense_ms:.1f}", f"{r.masked_ms:.1f}",

@@ -96,8 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="untimed rounds of every run before the timed ones (default 0; "
                         "each model runs once untimed anyway)")
     parser.add_argument("--crossover", action="store_true",
-                        help="also time execution='sparse' (gathering at every density): where "
-                        "it loses to 'auto' is the crossover behind auto's choice")
+                        help="also time every sampled layer gathered and none gathered "
+                        "(full-map convs): where they cross is auto's per-layer threshold")
     parser.add_argument("--threads", type=_positive,
                         help="torch intra-op threads (default: torch's choice; always printed)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

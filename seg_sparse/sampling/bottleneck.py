@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..ops import DeformConv2d
-from .execution import BlockExecutor, check_execution
+from .execution import BlockExecutor, check_execution, gather_below, uses_executor
 from .grid import apply_grid_prior, check_grid_interval
 from .interpolation import GaussianInterpolation
 from .masks import MaskPredictor, paired_mask_logits
@@ -204,7 +204,8 @@ class SparseBottleneck(nn.Module):
             prob1, mask1 = self._sample(0, logits1, x.shape[-2:])
             prob2, mask2 = self._sample(1, logits2, size2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
-        return self._executor(self, x, mask1, mask2, always_gather=self.execution == "sparse")
+        return self._executor(self, x, mask1, mask2,
+                              gather_below(self.execution, x.device.type))
 
     def _conv2(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.with_dcn:  # seg_sparse.ops' DCN: torchvision's module, the fast op
@@ -212,7 +213,7 @@ class SparseBottleneck(nn.Module):
         return self.conv2(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and self.execution != "masked":
+        if uses_executor(self.execution, self.training, not self.is_dense, x.device.type):
             return self.forward_executed(x)
         identity = x
         out = self.conv1(x)

@@ -22,13 +22,16 @@ docs/design.md, "Execution paths"):
 
 Per layer, a gather pays off only below some density; above it the layer runs densely on the
 full map (still folded, channels-last) and the masks are applied as in the masked path. The
-``'auto'`` mode picks per layer from the measured crossover :data:`GATHER_MAX_DENSITY`
-(``seg-sparse bench`` shows the figures behind it); ``'sparse'`` always gathers (the path the
-equivalence tests pin down).
+``'auto'`` mode picks per layer from the crossover measured per device, :data:`GATHER_BELOW`
+(``seg-sparse bench --crossover`` shows the figures behind it), and on devices where the whole
+executor loses (:data:`MASKED_AUTO_DEVICES`: CUDA) keeps sampling blocks on the masked path;
+``'sparse'`` always gathers (the path the equivalence tests pin down).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,9 +49,17 @@ if TYPE_CHECKING:
 #: Execution modes of a block at inference (training always runs ``'masked'``).
 EXECUTION_MODES = ("masked", "sparse", "auto")
 
-#: ``'auto'`` gathers a layer only when its mask density is below this; at or above it the
-#: dense layer on the full map is faster (crossover measured by ``seg-sparse bench``).
-GATHER_MAX_DENSITY = 0.8
+#: ``'auto'`` gathers a layer only when its mask density is below this (per device type); at
+#: or above it the layer runs on the full map, which is then faster (the crossover that
+#: ``seg-sparse bench --crossover`` measures; docs/benchmarks.md).
+GATHER_BELOW: dict[str, float] = {"cpu": 0.8}
+
+#: Device types where ``'auto'`` runs sampling blocks on the masked path. On an H100 the
+#: gather path is bound by kernel launches and host syncs (about 200 ms for the paper's
+#: backbone at 512x1024 at any density, against 30-40 ms masked; docs/benchmarks.md).
+MASKED_AUTO_DEVICES = frozenset({"cuda"})
+
+_gather_override: float | None = None
 
 
 def check_execution(mode: str) -> str:
@@ -56,6 +67,33 @@ def check_execution(mode: str) -> str:
     if mode not in EXECUTION_MODES:
         raise ValueError(f"execution must be one of {EXECUTION_MODES}, got {mode!r}")
     return mode
+
+
+def uses_executor(mode: str, training: bool, sampling: bool, device_type: str) -> bool:
+    """Whether a block runs :class:`BlockExecutor` (else its masked forward)."""
+    if training or mode == "masked":
+        return False
+    return not (mode == "auto" and sampling and device_type in MASKED_AUTO_DEVICES)
+
+
+def gather_below(mode: str, device_type: str) -> float:
+    """Density under which a layer is gathered: always for ``'sparse'``, else the crossover."""
+    if mode == "sparse":
+        return 2.0
+    if _gather_override is not None:
+        return _gather_override
+    return GATHER_BELOW.get(device_type, 0.0)
+
+
+@contextmanager
+def crossover_override(density: float) -> Iterator[None]:
+    """Temporarily gather under ``density`` in ``'auto'`` (0: never), for benchmarks."""
+    global _gather_override
+    saved, _gather_override = _gather_override, float(density)
+    try:
+        yield
+    finally:
+        _gather_override = saved
 
 
 @dataclass
@@ -135,20 +173,18 @@ class BlockExecutor:
         x: torch.Tensor,
         mask1: torch.Tensor | None,
         mask2: torch.Tensor | None,
-        always_gather: bool,
+        gather_below: float,
     ) -> torch.Tensor:
         """Block output for channels-last input ``x`` (B, C, H, W) and masks (None: ones)."""
         fw = self.folded(block)
         b, _, h, w = x.shape
-        h1 = _conv1(fw, block, _rows(x), mask1, always_gather).view(b, h, w, -1)
+        h1 = _conv1(fw, block, _rows(x), mask1, gather_below).view(b, h, w, -1)
         out_hw = ((h - 1) // block.stride + 1, (w - 1) // block.stride + 1)
         out = _identity_plus_shift(fw, block, x)  # + b3: conv3's BN shift, added once
-        _add_conv3(out, fw, block, x, h1, mask2, out_hw, always_gather)
+        _add_conv3(out, fw, block, x, h1, mask2, out_hw, gather_below)
         return out.relu_().view(b, *out_hw, -1).permute(0, 3, 1, 2)
 
 
-def _gather(density: float, always_gather: bool) -> bool:
-    return always_gather or density < GATHER_MAX_DENSITY
 
 
 def _is_binary(mask: torch.Tensor) -> bool:
@@ -187,13 +223,13 @@ def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> Interpolation
 
 
 def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
-           mask: torch.Tensor | None, always_gather: bool) -> torch.Tensor:
+           mask: torch.Tensor | None, gather_below: float) -> torch.Tensor:
     """conv1 + BN + ReLU, interpolated where m1 did not sample: (B*H*W, P) rows."""
     total = rows.shape[0]
     if mask is None:
         return torch.addmm(fw.b1, rows, fw.w1).relu_()
     flat = mask.reshape(-1)
-    gathered = _gather(float((flat > 0).float().mean()), always_gather)
+    gathered = float((flat > 0).float().mean()) < gather_below
     src = _sources(mask, gathered)
     if src.is_everything(total):
         return torch.addmm(fw.b1, rows, fw.w1).relu_()
@@ -243,7 +279,7 @@ def _conv2_at(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: tor
 
 def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
                h1: torch.Tensor, mask: torch.Tensor | None, out_hw: tuple[int, int],
-               always_gather: bool) -> None:
+               gather_below: float) -> None:
     """Add conv3's output (without its BN shift), interpolated where m2 did not sample, to
     ``out`` (B*H2*W2, 4P) rows.
 
@@ -259,7 +295,7 @@ def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: t
         raise RuntimeError(f"mask2 of shape {tuple(mask.shape)} does not match conv2's output "
                            f"size {out_hw}")
     flat = mask.reshape(-1)
-    gathered = _gather(float((flat > 0).float().mean()), always_gather)
+    gathered = float((flat > 0).float().mean()) < gather_below
     src = _sources(mask, True)  # conv3 always runs at the sampled rows only
     if src.is_everything(total) and not gathered:
         out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
