@@ -251,12 +251,13 @@ def test_torchvision_runs_on_listed_devices_or_on_request(monkeypatch):
 
 
 def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypatch):
-    """conv2 stays torchvision's DeformConv2d (state dict ``conv2.weight``, checkpoints load
-    unchanged); the block's output and every parameter gradient equal a torchvision run."""
+    """conv2 is still a torchvision DeformConv2d (state dict ``conv2.weight``: checkpoints load
+    unchanged; called as a module: forward hooks fire) computed by the fast op; the block's
+    output and every parameter gradient equal a run on torchvision's kernel."""
     from torch import nn
     from torchvision.ops import DeformConv2d
 
-    from seg_sparse.sampling import SparseBottleneck, bottleneck
+    from seg_sparse.sampling import SparseBottleneck
 
     torch.manual_seed(0)
     downsample = nn.Sequential(nn.Conv2d(16, 32, 1, 2, bias=False), nn.BatchNorm2d(32))
@@ -265,6 +266,8 @@ def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypa
     nn.init.normal_(block.conv2_offset.weight, std=0.3)
     assert isinstance(block.conv2, DeformConv2d) and block.conv2.bias is None
     assert "conv2.weight" in block.state_dict() and "conv2.bias" not in block.state_dict()
+    calls = []
+    block.conv2.register_forward_hook(lambda *args: calls.append(1))
     x = torch.randn(2, 16, 11, 13)
     params = [p for _, p in sorted(block.named_parameters())]
 
@@ -272,9 +275,15 @@ def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypa
         out = block(x)
         return out, torch.autograd.grad(out.square().sum(), params)
 
+    torchvision_calls = []
+    tv_kernel = deform_conv.tv_ops.deform_conv2d
+    monkeypatch.setattr(deform_conv.tv_ops, "deform_conv2d",
+                        lambda *args: torchvision_calls.append(1) or tv_kernel(*args))
     out, grads = run()
-    monkeypatch.setattr(bottleneck, "deform_conv2d", tv_deform_conv2d)
+    assert calls == [1] and torchvision_calls == []
+    monkeypatch.setattr(deform_conv, "TORCHVISION_DEVICES", frozenset({"cpu"}))
     ref, ref_grads = run()
+    assert torchvision_calls == [1]
     assert rel_err(out, ref) < 1e-5
     for a, b in zip(grads, ref_grads):
         assert rel_err(a, b) < 1e-4

@@ -499,3 +499,13 @@ def conv2d_at(
     geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
     _check_positions(positions, b * geom.out_h * geom.out_w)
     return _run(table, geom, positions.long(), positions.shape[0], None, None, weight, bias)
+
+
+class DeformConv2d(tv_ops.DeformConv2d):
+    """``torchvision.ops.DeformConv2d`` (same constructor, parameters, state dict) computed by
+    :func:`deform_conv2d`. Models keep calling the module, so its forward hooks (the FLOPs
+    counter's) still fire, and torchvision checkpoints load unchanged."""
+
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, mask)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.ops import DeformConv2d
 
-from ..ops import deform_conv2d
+from ..ops import DeformConv2d  # torchvision's module (same state dict), the fast op inside
 from .grid import apply_grid_prior, check_grid_interval
 from .interpolation import GaussianInterpolation
 from .masks import MaskPredictor
@@ -163,10 +162,8 @@ class SparseBottleneck(nn.Module):
         return result.prob, apply_grid_prior(result.mask, self.grid_interval)
 
     def _conv2(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.with_dcn:  # conv2 holds the parameters; the fast op computes (seg_sparse.ops)
-            conv = self.conv2
-            return deform_conv2d(out, self.conv2_offset(x), conv.weight, conv.bias, conv.stride,
-                                 conv.padding, conv.dilation)
+        if self.with_dcn:
+            return self.conv2(out, self.conv2_offset(x))
         return self.conv2(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

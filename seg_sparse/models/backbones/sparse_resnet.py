@@ -18,8 +18,8 @@ from mmcv.cnn import build_norm_layer
 from mmseg.models.backbones import ResNet, ResNetV1c
 from mmseg.registry import MODELS
 from torch import nn
-from torchvision.ops import DeformConv2d
 
+from seg_sparse.ops import DeformConv2d
 from seg_sparse.sampling import SparseBottleneck, sparse_blocks
 
 #: The only DCN flavour of the paper: DCN v1, one offset group (18 offset channels).
