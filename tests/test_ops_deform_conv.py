@@ -250,6 +250,16 @@ def test_torchvision_runs_on_listed_devices_or_on_request(monkeypatch):
     assert isinstance(deform_conv2d(**case, use_taps=True), torch.Tensor)
 
 
+def test_traced_graphs_hold_torchvisions_op():
+    """jit tracing (mmengine's FLOP counter, ONNX export) sees one torchvision::deform_conv2d."""
+    case = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in make_case().items()}
+    traced = torch.jit.trace(lambda x, o: deform_conv2d(x, o, case["weight"], case["bias"],
+                                                        padding=(1, 1)),
+                             (case["input"], case["offset"]))
+    nodes = [n.kind() for n in traced.graph.nodes()]
+    assert "torchvision::deform_conv2d" in nodes and "aten::embedding_bag" not in nodes
+
+
 def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypatch):
     """conv2 is still a torchvision DeformConv2d (state dict ``conv2.weight``: checkpoints load
     unchanged; called as a module: forward hooks fire) computed by the fast op; the block's

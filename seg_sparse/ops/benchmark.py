@@ -172,7 +172,7 @@ def profile_layer(shape: tuple[int, int, int, int], batch: int = 1, device: str 
         with profile(activities=activities) as prof:
             calls[name]()
             _sync(torch.device(device))
-        key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+        key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
         tables[name] = prof.key_averages().table(sort_by=key, row_limit=rows)
     return tables
 

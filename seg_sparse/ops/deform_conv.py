@@ -381,9 +381,13 @@ def deform_conv2d(
     taps on CPU (5-8x faster than torchvision's kernel at 128-512 channels, forward and
     backward), torchvision's kernel on the device types in ``TORCHVISION_DEVICES`` (CUDA: 2-5x
     faster than the taps on an H100); True / False force the taps / torchvision's kernel.
-    Measurements: docs/deform_conv.md.
+    Measurements: docs/deform_conv.md. Under ``torch.jit`` tracing / scripting (mmengine's
+    FLOP counter, ONNX export) torchvision's op runs, so the graph holds one
+    ``torchvision::deform_conv2d`` node.
     """
-    if use_taps is None:
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        use_taps = False
+    elif use_taps is None:
         use_taps = input.device.type not in TORCHVISION_DEVICES
     if not use_taps:
         return tv_ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
