@@ -11,6 +11,7 @@ storing them, so a training step holds no more than a plain convolution does bes
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -105,11 +106,16 @@ class _Plan:
         device = table.device.type
         per_position = geom.kernel_points * table.shape[1] * element_size
         tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
-        chunk_elements = CHUNK_ELEMENTS.get(device)
         chunk = tile
+        chunk_elements = CHUNK_ELEMENTS.get(device)
         if chunk_elements is not None:
             chunk = min(tile, max(1, chunk_elements // (geom.kernel_points * corners)))
-        tile = tile // chunk * chunk
+        # about equal chunks, tiles of whole chunks: no tiny remainder tile (torch runs
+        # convolutions of fewer than 20480 input values with its slow reference kernel)
+        chunks = math.ceil(count / chunk)
+        chunk = math.ceil(count / chunks) if chunks else 1
+        tiles = math.ceil(chunks / max(1, tile // chunk))
+        tile = math.ceil(chunks / tiles) * chunk if tiles else 1
         self.tiles = [slice(start, min(start + tile, count)) for start in range(0, count, tile)]
         per_image = geom.out_h * geom.out_w
         self.chunks = []
