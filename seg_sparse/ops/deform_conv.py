@@ -384,7 +384,7 @@ def deform_conv2d(
     the input's memory format (channels-last input: channels-last output, no layout copies).
 
     ``use_taps``: None (default) runs the faster implementation for the input's device: the
-    taps on CPU (5-8x faster than torchvision's kernel at 128-512 channels, forward and
+    taps on CPU (3-9x faster than torchvision's kernel at 128-512 channels, forward and
     backward), torchvision's kernel on the device types in ``TORCHVISION_DEVICES`` (CUDA: 2-5x
     faster than the taps on an H100); True / False force the taps / torchvision's kernel.
     Measurements: docs/deform_conv.md. Under ``torch.jit`` tracing / scripting (mmengine's
