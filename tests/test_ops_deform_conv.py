@@ -297,3 +297,23 @@ def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypa
     assert rel_err(out, ref) < 1e-5
     for a, b in zip(grads, ref_grads):
         assert rel_err(a, b) < 1e-4
+
+
+def test_positions_mode_gradients_equal_the_dense_gradients_there():
+    case = make_case(batch=2, stride=2, groups=2, c_out=4, modulated=True)
+    b, c_out = 2, 4
+    dense = deform_conv2d(**case)
+    h_out, w_out = dense.shape[2:]
+    positions = _positions(b * h_out * w_out, 30)
+    offset_rows = case["offset"].permute(0, 2, 3, 1).reshape(-1, case["offset"].shape[1])
+    mask_rows = case["mask"].permute(0, 2, 3, 1).reshape(-1, case["mask"].shape[1])
+    rows = deform_conv2d_at(case["input"].permute(0, 2, 3, 1), positions, offset_rows[positions],
+                            case["weight"], case["bias"], stride=2, padding=1,
+                            mask=mask_rows[positions])
+    grad = torch.randn(rows.shape, generator=torch.Generator().manual_seed(2))
+    tensors = [case[n] for n in ("input", "offset", "weight", "bias", "mask")]
+    ours = torch.autograd.grad(rows, tensors, grad)
+    ref = torch.autograd.grad(dense.permute(0, 2, 3, 1).reshape(-1, c_out)[positions], tensors,
+                              grad)
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)

@@ -36,8 +36,8 @@ from .taps import (
 TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
 #: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there).
 TORCHVISION_DEVICES = frozenset({"cuda"})
-#: Taps per chunk of the tap computation, per device type (absent: one chunk; see
-#: ``_Plan._chunks``).
+#: Taps per chunk of the tap computation, per device type (absent: one chunk per tile; see
+#: ``_Plan``).
 CHUNK_ELEMENTS = {"cpu": 32768}
 
 
