@@ -1,7 +1,6 @@
 """seg_sparse.ops: the tap-gather DCN against torchvision (values, every gradient), positions mode
 against the dense result, layouts, tiling, autocast and bad input."""
 
-from types import MethodType
 
 import pytest
 import torch
@@ -252,9 +251,20 @@ def test_torchvision_runs_on_listed_devices_or_on_request(monkeypatch):
     assert isinstance(deform_conv2d(**case, use_taps=True), torch.Tensor)
 
 
+def test_traced_graphs_hold_torchvisions_op():
+    """jit tracing (mmengine's FLOP counter, ONNX export) sees one torchvision::deform_conv2d."""
+    case = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in make_case().items()}
+    traced = torch.jit.trace(lambda x, o: deform_conv2d(x, o, case["weight"], case["bias"],
+                                                        padding=(1, 1)),
+                             (case["input"], case["offset"]))
+    nodes = [n.kind() for n in traced.graph.nodes()]
+    assert "torchvision::deform_conv2d" in nodes and "aten::embedding_bag" not in nodes
+
+
 def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypatch):
-    """conv2 stays torchvision's DeformConv2d (state dict ``conv2.weight``, checkpoints load
-    unchanged); the block's output and every parameter gradient equal a torchvision run."""
+    """conv2 is still a torchvision DeformConv2d (state dict ``conv2.weight``: checkpoints load
+    unchanged; called as a module: forward hooks fire) computed by the fast op; the block's
+    output and every parameter gradient equal a run on torchvision's kernel."""
     from torch import nn
     from torchvision.ops import DeformConv2d
 
@@ -267,6 +277,8 @@ def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypa
     nn.init.normal_(block.conv2_offset.weight, std=0.3)
     assert isinstance(block.conv2, DeformConv2d) and block.conv2.bias is None
     assert "conv2.weight" in block.state_dict() and "conv2.bias" not in block.state_dict()
+    calls = []
+    block.conv2.register_forward_hook(lambda *args: calls.append(1))
     x = torch.randn(2, 16, 11, 13)
     params = [p for _, p in sorted(block.named_parameters())]
 
@@ -274,9 +286,35 @@ def test_sparse_bottleneck_dcn_keeps_torchvision_parameters_and_results(monkeypa
         out = block(x)
         return out, torch.autograd.grad(out.square().sum(), params)
 
+    torchvision_calls = []
+    tv_kernel = deform_conv.tv_ops.deform_conv2d
+    monkeypatch.setattr(deform_conv.tv_ops, "deform_conv2d",
+                        lambda *args: torchvision_calls.append(1) or tv_kernel(*args))
     out, grads = run()
-    monkeypatch.setattr(block.conv2, "forward", MethodType(DeformConv2d.forward, block.conv2))
+    assert calls == [1] and torchvision_calls == []
+    monkeypatch.setattr(deform_conv, "TORCHVISION_DEVICES", frozenset({"cpu"}))
     ref, ref_grads = run()
+    assert torchvision_calls == [1]
     assert rel_err(out, ref) < 1e-5
     for a, b in zip(grads, ref_grads):
         assert rel_err(a, b) < 1e-4
+
+
+def test_positions_mode_gradients_equal_the_dense_gradients_there():
+    case = make_case(batch=2, stride=2, groups=2, c_out=4, modulated=True)
+    b, c_out = 2, 4
+    dense = deform_conv2d(**case)
+    h_out, w_out = dense.shape[2:]
+    positions = _positions(b * h_out * w_out, 30)
+    offset_rows = case["offset"].permute(0, 2, 3, 1).reshape(-1, case["offset"].shape[1])
+    mask_rows = case["mask"].permute(0, 2, 3, 1).reshape(-1, case["mask"].shape[1])
+    rows = deform_conv2d_at(case["input"].permute(0, 2, 3, 1), positions, offset_rows[positions],
+                            case["weight"], case["bias"], stride=2, padding=1,
+                            mask=mask_rows[positions])
+    grad = torch.randn(rows.shape, generator=torch.Generator().manual_seed(2))
+    tensors = [case[n] for n in ("input", "offset", "weight", "bias", "mask")]
+    ours = torch.autograd.grad(rows, tensors, grad)
+    ref = torch.autograd.grad(dense.permute(0, 2, 3, 1).reshape(-1, c_out)[positions], tensors,
+                              grad)
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)

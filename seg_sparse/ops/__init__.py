@@ -3,7 +3,8 @@
 * :func:`deform_conv2d` -- drop-in for ``torchvision.ops.deform_conv2d`` (DCN v1 / v2, conv and
   offset groups) computed as gathered bilinear taps + one GEMM, forward and backward; on CUDA
   it runs torchvision's kernel instead (faster there).
-* :class:`DeformConv2d` -- ``torchvision.ops.DeformConv2d`` computing with it.
+* :class:`DeformConv2d` -- ``torchvision.ops.DeformConv2d`` (same parameters and state dict)
+  running :func:`deform_conv2d`.
 * :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
   of output positions, channels-last rows in and out (sparse inference).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -172,7 +173,7 @@ def profile_layer(shape: tuple[int, int, int, int], batch: int = 1, device: str 
         with profile(activities=activities) as prof:
             calls[name]()
             _sync(torch.device(device))
-        key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+        key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
         tables[name] = prof.key_averages().table(sort_by=key, row_limit=rows)
     return tables
 
@@ -213,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.exit(2, f"{parser.prog}: error: --device {args.device}: CUDA is not available\n")
     torch.set_num_threads(args.threads)
-    print(f"device {args.device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
+    # On cores shared with other processes, spinning OpenMP threads (the default policy) cost
+    # every multi-threaded op milliseconds; OMP_WAIT_POLICY=PASSIVE (set before starting)
+    # avoids it. Printed because it changes the timings severalfold there (docs/deform_conv.md).
+    print(f"device {args.device}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, torch {torch.__version__}, "
           f"batch {args.batch}, medians of {args.repeats} alternated repeats")
     if args.profile:
         for name, table in profile_layer(args.shapes[0], args.batch, args.device,

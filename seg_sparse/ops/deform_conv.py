@@ -11,6 +11,7 @@ storing them, so a training step holds no more than a plain convolution does bes
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -35,8 +36,8 @@ from .taps import (
 TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
 #: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there).
 TORCHVISION_DEVICES = frozenset({"cuda"})
-#: Taps per chunk of the tap computation, per device type (absent: one chunk; see
-#: ``_Plan._chunks``).
+#: Taps per chunk of the tap computation, per device type (absent: one chunk per tile; see
+#: ``_Plan``).
 CHUNK_ELEMENTS = {"cpu": 32768}
 
 
@@ -105,11 +106,16 @@ class _Plan:
         device = table.device.type
         per_position = geom.kernel_points * table.shape[1] * element_size
         tile = max(1, TILE_BYTES.get(device, TILE_BYTES["default"]) // per_position)
-        chunk_elements = CHUNK_ELEMENTS.get(device)
         chunk = tile
+        chunk_elements = CHUNK_ELEMENTS.get(device)
         if chunk_elements is not None:
             chunk = min(tile, max(1, chunk_elements // (geom.kernel_points * corners)))
-        tile = tile // chunk * chunk
+        # about equal chunks, tiles of whole chunks: no tiny remainder tile (torch runs
+        # convolutions of fewer than 20480 input values with its slow reference kernel)
+        chunks = math.ceil(count / chunk)
+        chunk = math.ceil(count / chunks) if chunks else 1
+        tiles = math.ceil(chunks / max(1, tile // chunk))
+        tile = math.ceil(chunks / tiles) * chunk if tiles else 1
         self.tiles = [slice(start, min(start + tile, count)) for start in range(0, count, tile)]
         per_image = geom.out_h * geom.out_w
         self.chunks = []
@@ -377,15 +383,18 @@ def deform_conv2d(
     k = i * kw + j of offset group g; mask (B, G_off * kh * kw, H_out, W_out). The result has
     the input's memory format (channels-last input: channels-last output, no layout copies).
 
-    ``use_taps``: None (default) runs the faster implementation for the input's device (and
-    torchvision's while ``torch.jit`` traces, so tracing tools see the standard op): the
-    taps on CPU (5-8x faster than torchvision's kernel at 128-512 channels, forward and
+    ``use_taps``: None (default) runs the faster implementation for the input's device: the
+    taps on CPU (3-9x faster than torchvision's kernel at 128-512 channels, forward and
     backward), torchvision's kernel on the device types in ``TORCHVISION_DEVICES`` (CUDA: 2-5x
     faster than the taps on an H100); True / False force the taps / torchvision's kernel.
-    Measurements: docs/deform_conv.md.
+    Measurements: docs/deform_conv.md. Under ``torch.jit`` tracing / scripting (mmengine's
+    FLOP counter, ONNX export) torchvision's op runs, so the graph holds one
+    ``torchvision::deform_conv2d`` node.
     """
-    if use_taps is None:  # tracers (mmengine's FLOP counter, ONNX) see torchvision's op
-        use_taps = input.device.type not in TORCHVISION_DEVICES and not torch.jit.is_tracing()
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        use_taps = False
+    elif use_taps is None:
+        use_taps = input.device.type not in TORCHVISION_DEVICES
     if not use_taps:
         return tv_ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
     if input.dim() != 4 or offset.dim() != 4:
@@ -503,9 +512,9 @@ def conv2d_at(
 
 
 class DeformConv2d(tv_ops.DeformConv2d):
-    """``torchvision.ops.DeformConv2d`` (same arguments, parameters and state-dict keys) that
-    computes with :func:`deform_conv2d`: a module call, so forward hooks (the FLOPs counter)
-    see it."""
+    """``torchvision.ops.DeformConv2d`` (same constructor, parameters, state dict) computed by
+    :func:`deform_conv2d`. Models keep calling the module, so its forward hooks (the FLOPs
+    counter's) still fire, and torchvision checkpoints load unchanged."""
 
     def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding,

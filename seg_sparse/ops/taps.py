@@ -6,7 +6,7 @@ for every position and kernel point, ``n`` row indices into the input table (``B
 ``C`` channels, channels-last) and ``n`` weights that are shared by all channels of the row.
 A plain conv has one tap per kernel point (weight 1 inside the image, 0 in the zero padding); a
 deformable conv has four, the bilinear corners of its sampling point, so the same gather
-(:func:`gather_columns`, one ``embedding_bag``) and the same GEMM serve both.
+(:func:`gather_tap_image`, one ``embedding_bag``) and the same GEMM serve both.
 """
 
 from __future__ import annotations

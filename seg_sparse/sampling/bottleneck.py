@@ -208,7 +208,7 @@ class SparseBottleneck(nn.Module):
                               gather_below(self.execution, x.device.type))
 
     def _conv2(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.with_dcn:  # seg_sparse.ops' DCN: torchvision's module, the fast op
+        if self.with_dcn:
             return self.conv2(out, self.conv2_offset(x))
         return self.conv2(out)
 
