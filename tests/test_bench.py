@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from seg_sparse.benchmark import alternated_medians, exact_density_mask, peak_memory_bytes
-from seg_sparse.benchmark.timing import track_freed_memory
 from seg_sparse.cli.main import main
 from seg_sparse.sampling import grid_prior_mask
 
@@ -48,8 +47,6 @@ def test_alternated_medians_run_every_candidate_warmup_excluded():
 
 
 def test_peak_memory_sees_a_temporary_allocation():
-    track_freed_memory()
-
     def allocate():
         t = torch.ones(32, 1024, 1024)  # 128 MiB
         return float(t[0, 0, 0])

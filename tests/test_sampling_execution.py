@@ -179,7 +179,7 @@ def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
     column[index] = torch.arange(index.numel())
     rows = feats.permute(0, 2, 3, 1).reshape(-1, 5)
     plan = plan_interpolation(mask, interp.kernel_1d(torch.float64, feats.device), interp.eps,
-                              column, index.numel(), binary)
+                              column, binary)
     out = rows * flat[:, None]
     fill = plan.fill(rows[index])
     out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])

@@ -6,7 +6,7 @@ peak memory), :mod:`.inference` and :mod:`.training` produce the rows the comman
 
 from .inference import InferenceRow, benchmark_inference
 from .masks import exact_density_mask, masks_at_density, recorded_masks
-from .timing import alternated_medians, peak_memory_bytes, track_freed_memory
+from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
 from .training import TrainingRow, benchmark_training
 
 __all__ = [
@@ -16,8 +16,8 @@ __all__ = [
     "benchmark_inference",
     "benchmark_training",
     "exact_density_mask",
+    "freed_memory_tracked",
     "masks_at_density",
     "peak_memory_bytes",
     "recorded_masks",
-    "track_freed_memory",
 ]

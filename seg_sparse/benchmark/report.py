@@ -31,8 +31,10 @@ def machine_line(device: str) -> str:
     where = _cpu_name()
     if device.startswith("cuda"):
         where = f"{torch.cuda.get_device_name(torch.device(device))} (host: {where})"
+    wait = os.environ.get("OMP_WAIT_POLICY", "default")
     return (f"device: {device} | {where} | {os.cpu_count()} cores | "
-            f"threads: {torch.get_num_threads()} | torch {torch.__version__}")
+            f"threads: {torch.get_num_threads()} | OMP_WAIT_POLICY: {wait} | "
+            f"torch {torch.__version__}")
 
 
 def _mb(value: float | None) -> str:

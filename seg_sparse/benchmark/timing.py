@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,25 +40,39 @@ def alternated_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-#: glibc's mallopt parameter for the mmap threshold.
+#: glibc's mallopt parameter for the mmap threshold, and the threshold's values here: small
+#: while measuring memory, then glibc's own upper limit (its steady state for large tensors).
 _M_MMAP_THRESHOLD = -3
+_TRACKING_THRESHOLD = 64 * 1024
+_STEADY_THRESHOLD = 32 * 1024 * 1024
 
 
-def track_freed_memory() -> bool:
-    """Make glibc return freed tensors to the OS, so the resident set follows live tensors.
-
-    By default glibc raises its mmap threshold after the first large free and then keeps
-    freed tensors in its heap, where the peak resident set can no longer see a new peak.
-    A fixed 64 KiB threshold (set once per process, here) keeps every tensor of note in its
-    own mapping. Returns False where this is not glibc.
-    """
+def _set_mmap_threshold(value: int) -> bool:
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024))
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, value))
     except (OSError, AttributeError):
         return False
+
+
+@contextmanager
+def freed_memory_tracked() -> Iterator[bool]:
+    """Make glibc return freed tensors to the OS while inside, so that the resident set follows
+    the live tensors (yields False where this is not glibc).
+
+    By default glibc raises its mmap threshold after the first large free and keeps freed
+    tensors in its heap, where the peak resident set cannot see a new peak. A 64 KiB threshold
+    puts every tensor of note in its own mapping -- and costs a page fault per allocation, so it
+    is never on while timing: afterwards the threshold goes to glibc's upper limit (32 MiB),
+    where large tensors are reused from the heap as in its default steady state.
+    """
+    tracked = _set_mmap_threshold(_TRACKING_THRESHOLD)
+    try:
+        yield tracked
+    finally:
+        if tracked:
+            _set_mmap_threshold(_STEADY_THRESHOLD)
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -72,8 +87,8 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu")
     """Peak memory while ``fn`` runs, above what was in use before (None where unknown).
 
     CUDA: the caching allocator's peak statistic. CPU: the process's peak resident set
-    (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) -- call
-    :func:`track_freed_memory` once first, so that freed tensors leave the resident set.
+    (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) while freed tensors leave it
+    (:func:`freed_memory_tracked`).
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -83,11 +98,14 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu")
         fn()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - base)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current resident set
-        base = _proc_status_bytes("VmRSS")
-    except OSError:
-        return None
-    fn()
-    return max(0, _proc_status_bytes("VmHWM") - base)
+    with freed_memory_tracked() as tracked:
+        if not tracked:
+            return None
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident set
+            base = _proc_status_bytes("VmRSS")
+        except OSError:
+            return None
+        fn()
+        return max(0, _proc_status_bytes("VmHWM") - base)

@@ -138,7 +138,7 @@ def _config_path(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from seg_sparse.benchmark import benchmark_inference, benchmark_training, track_freed_memory
+    from seg_sparse.benchmark import benchmark_inference, benchmark_training
     from seg_sparse.benchmark.report import format_inference, format_training, machine_line
 
     if args.image and not args.checkpoint:
@@ -149,8 +149,6 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.no_memory:
-        track_freed_memory()
     settings = _settings(args)
     models = _build_models(args, _config_path(args))
     print(machine_line(args.device))

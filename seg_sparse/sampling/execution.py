@@ -197,7 +197,6 @@ class _Sources:
 
     index: torch.Tensor  # flat positions with mask > 0
     column: torch.Tensor  # (B*H*W,) row of each position in the source matrix, -1 if none
-    count: int  # rows of the source matrix
     binary: bool
 
     def is_everything(self, total: int) -> bool:
@@ -210,16 +209,14 @@ def _sources(mask: torch.Tensor, gathered: bool) -> _Sources:
     column = torch.full_like(flat, -1, dtype=torch.long)
     if gathered:  # source rows are the computed rows, in index order
         column[index] = torch.arange(index.numel(), device=flat.device)
-        count = index.numel()
     else:  # the full map was computed: rows are positions
         column[index] = index
-        count = flat.numel()
-    return _Sources(index, column, count, _is_binary(mask))
+    return _Sources(index, column, _is_binary(mask))
 
 
 def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> InterpolationPlan:
     kernel = interp.kernel_1d(torch.float64, mask.device)
-    return plan_interpolation(mask, kernel, interp.eps, src.column, src.count, src.binary)
+    return plan_interpolation(mask, kernel, interp.eps, src.column, src.binary)
 
 
 def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
