@@ -102,8 +102,10 @@ def plan_interpolation(
         weight = weight * padded_mask.reshape(-1)[neighbours]
     den = weight.sum(1)
     norm = den.clamp_min(eps)
-    values = (weight / norm[:, None])[valid_mat]
+    pairs = valid_mat.view(-1).nonzero().squeeze(1)  # (target, tap) pairs, target by target
+    values = (weight / norm[:, None]).view(-1).index_select(0, pairs)
     row_starts = torch.zeros(targets.numel(), dtype=torch.long, device=mask.device)
     row_starts[1:] = valid_mat.sum(1).cumsum(0)[:-1]
     keep = None if binary else 1 - flat_mask[targets]
-    return InterpolationPlan(targets, col_mat[valid_mat], values, row_starts, den / norm, keep)
+    return InterpolationPlan(targets, col_mat.view(-1).index_select(0, pairs), values,
+                             row_starts, den / norm, keep)
