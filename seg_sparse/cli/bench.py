@@ -35,6 +35,9 @@ EPILOG = """examples:
   # a trained checkpoint's own masks on a Cityscapes image, plus the training step
   seg-sparse bench CONFIG --checkpoint iter_60000.pth \\
       --image frankfurt_000000_000294_leftImg8bit.png --train
+  # training step only: the CPU family at its crop and batch
+  seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \\
+      --train-only --train-crop 128x256 --train-batch 4
   # on a GPU
   seg-sparse bench --device cuda --quick
 """
@@ -105,6 +108,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="512x1024, densities 1.0 0.5 0.3, 3 rounds")
     parser.add_argument("--train", action="store_true",
                         help="also time one training step of both models")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only the training-step figures (implies --train)")
     parser.add_argument("--train-crop", type=_size, default=(512, 1024), metavar="HxW",
                         help="training crop for --train (default 512x1024)")
     parser.add_argument("--train-batch", type=_positive, default=1,
@@ -150,16 +155,18 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = _settings(args)
+    args.train = args.train or args.train_only
     models = _build_models(args, _config_path(args))
     print(machine_line(args.device))
     rows: list[dict[str, Any]] = []
-    image = _load_image(models.sparse, args.image) if args.image else None
-    inference = benchmark_inference(
-        models.sparse, models.dense, settings["inputs"], settings["densities"], args.parts,
-        settings["repeats"], args.warmup, image=image, memory=not args.no_memory,
-        crossover=args.crossover)
-    print(format_inference(inference))
-    rows += [r.to_dict() for r in inference]
+    if not args.train_only:
+        image = _load_image(models.sparse, args.image) if args.image else None
+        inference = benchmark_inference(
+            models.sparse, models.dense, settings["inputs"], settings["densities"],
+            args.parts, settings["repeats"], args.warmup, image=image,
+            memory=not args.no_memory, crossover=args.crossover)
+        print(format_inference(inference))
+        rows += [r.to_dict() for r in inference]
     if args.train:
         training = benchmark_training(
             models.sparse_train, models.dense_train, args.train_crop, args.train_batch,
@@ -183,7 +190,7 @@ def _build_models(args: argparse.Namespace, config: str):
     if args.checkpoint and not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
     return build_bench_models(config, args.checkpoint, args.cfg_options, args.device,
-                              args.trust_checkpoint, with_training=args.train)
+                              args.trust_checkpoint, with_training=args.train or args.train_only)
 
 
 def _load_image(model, path: str):
