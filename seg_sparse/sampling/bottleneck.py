@@ -10,10 +10,10 @@ from torch import nn
 
 from ..ops import DeformConv2d
 from .execution import BlockExecutor, check_execution, gather_below, uses_executor
-from .grid import apply_grid_prior, check_grid_interval
+from .grid import check_grid_interval
 from .interpolation import GaussianInterpolation
 from .masks import MaskPredictor, paired_mask_logits
-from .samplers import MaskSampler, build_sampler
+from .samplers import MaskSampler, build_sampler, sample_mask
 from .temperature import GumbelTemperature
 
 
@@ -170,14 +170,10 @@ class SparseBottleneck(nn.Module):
         if logits.shape[-2:] != size:
             raise RuntimeError(f"mask of shape {tuple(logits.shape)} does not match the "
                                f"features' spatial size {tuple(size)}")
-        result = self.sampler(logits, self.training, self.temperature.value, self._generator)
-        if self.mask_override is not None:
-            mask = self.mask_override[which]
-            if mask.shape != logits.shape:
-                raise ValueError(f"mask_override of shape {tuple(mask.shape)} does not match "
-                                 f"the block's mask shape {tuple(logits.shape)}")
-            return result.prob, mask.to(logits.dtype)
-        return result.prob, apply_grid_prior(result.mask, self.grid_interval)
+        override = None if self.mask_override is None else self.mask_override[which]
+        result = sample_mask(self.sampler, logits, self.training, self.temperature.value,
+                             self._generator, self.grid_interval, override)
+        return result.prob, result.mask
 
     def _record_dense(self, x: torch.Tensor, size2: torch.Size) -> None:
         b, h1, w1 = x.shape[0], *x.shape[-2:]

@@ -1,0 +1,14 @@
+# Third model of `seg-sparse demo`: ./sparse-fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py (the
+# sparse backbone) with the FCN head sampled too (SparseFCNHead, docs/sparse_head.md), fine-tuned
+# like it from the dense twin's checkpoint, for the same iterations. The head's mask predictors
+# get the backbone predictors' 0.2x learning rate for the same reason (AdamW, post-ReLU inputs).
+_base_ = ['./sparse-fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py']
+model = dict(
+    decode_head=dict(
+        type='SparseFCNHead',
+        sampling=dict(sampler='stochastic', grid_interval=11, interp_window=7, t0=1.0,
+                      t_final=0.01, max_iters=30, loss_weight=1.0)))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'.mask1.': dict(lr_mult=0.2, decay_mult=0.0),
+                                    '.mask2.': dict(lr_mult=0.2, decay_mult=0.0),
+                                    '.sampling.masks.': dict(lr_mult=0.2, decay_mult=0.0)}))
