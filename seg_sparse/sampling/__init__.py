@@ -16,6 +16,8 @@ The method as implemented, and where it departs from the paper: docs/design.md.
 * :func:`grid_prior_mask`, :func:`apply_grid_prior`, :func:`check_grid_interval` -- the
   always-computed lattice.
 * :class:`GaussianInterpolation` -- normalized separable Gaussian interpolation.
+* :class:`SamplingLayer` -- what blocks and heads share (sampler, grid prior, execution
+  mode, ``mask_override``, generator, ``draw``).
 * :class:`HeadSampling` -- the same sampling for the convs of an FCN-style decode head
   (:class:`HeadLayers` describes them), masked and executed (:mod:`.head`).
 * Over a whole model: :func:`sparse_blocks`, :func:`sampling_heads`,
@@ -34,6 +36,7 @@ from .execution import EXECUTION_MODES
 from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
 from .head import HeadLayers, HeadSampling, HeadSamplingOutput, check_head_layers
 from .interpolation import GaussianInterpolation
+from .layer import SamplingLayer
 from .masks import MaskPredictor
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
@@ -63,6 +66,7 @@ __all__ = [
     "MaskPredictor",
     "MaskSampler",
     "SampleResult",
+    "SamplingLayer",
     "SamplingOutput",
     "SparseBottleneck",
     "apply_grid_prior",

@@ -32,12 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import conv2d_at
-from .execution import FoldCache, add_interpolated, check_execution, gathers, sampled_rows
+from .execution import FoldCache, add_interpolated, gathers, sampled_rows
 from .fold import fold_conv_bn
-from .grid import check_grid_interval
 from .interpolation import GaussianInterpolation
+from .layer import SamplingLayer
 from .masks import MaskPredictor, paired_mask_logits
-from .samplers import MaskSampler, build_sampler, sample_mask
 from .temperature import GumbelTemperature
 
 
@@ -121,7 +120,7 @@ def check_head_layers(layers: HeadLayers) -> None:
         raise ValueError(f"head sampling needs a 1x1 classifier, got {layers.classifier}")
 
 
-class HeadSampling(nn.Module):
+class HeadSampling(SamplingLayer):
     """The sampling layers of a head: one mask predictor and interpolation per sampled conv,
     a shared sampler, grid prior and temperature.
 
@@ -150,23 +149,16 @@ class HeadSampling(nn.Module):
         execution: str = "auto",
         loss_weight: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(sampler, grid_interval, execution)
         if not in_channels or len(costs) != len(in_channels) or min(costs) <= 0:
             raise ValueError(f"head sampling needs one positive cost per sampled conv, got "
                              f"in_channels={list(in_channels)}, costs={list(costs)}")
         if not loss_weight >= 0:
             raise ValueError(f"head sampling loss_weight must be >= 0, got {loss_weight!r}")
-        self.sampler: MaskSampler = build_sampler(sampler)
-        check_grid_interval(grid_interval)
-        self.grid_interval = grid_interval
-        self.execution = check_execution(execution)
         self.num_layers = len(in_channels)
         self.shares = tuple(c / sum(costs) for c in costs)
         self.loss_weight = float(loss_weight)
-        #: one mask per sampled conv to use instead of sampling (tests, benchmarks)
-        self.mask_override: tuple[torch.Tensor, ...] | None = None
         self.last_sampling: HeadSamplingOutput | None = None
-        self._generator: torch.Generator | None = None
         self._drawn: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._cache = FoldCache()
         if not self.sampler.is_dense:
@@ -175,23 +167,14 @@ class HeadSampling(nn.Module):
                 GaussianInterpolation(window=interp_window) for _ in in_channels)
             self.temperature = GumbelTemperature(t0=t0, t_final=t_final, max_iters=max_iters)
 
-    @property
-    def is_dense(self) -> bool:
-        return self.sampler.is_dense
-
     def extra_repr(self) -> str:
-        return (f"sampler={self.sampler.name!r}, grid_interval={self.grid_interval}, "
-                f"layers={self.num_layers}, loss_weight={self.loss_weight}")
+        return f"{super().extra_repr()}, layers={self.num_layers}, loss_weight={self.loss_weight}"
 
     def reset_sampling_parameters(self) -> None:
         """Predictors back to weight 0 / bias 3, bandwidths to 3 (after a framework init)."""
         if not self.is_dense:
             for module in (*self.masks, *self.interps):
                 module.reset_parameters()
-
-    def set_generator(self, generator: torch.Generator | None) -> None:
-        """Use ``generator`` for the sampling noise (None: torch's global RNG)."""
-        self._generator = generator
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()  # graph-carrying tensors cannot be deep-copied
@@ -211,9 +194,7 @@ class HeadSampling(nn.Module):
             mask = None
         else:
             (logits,) = paired_mask_logits((self.masks[index],), x)
-            override = None if self.mask_override is None else self.mask_override[index]
-            result = sample_mask(self.sampler, logits, self.training, self.temperature.value,
-                                 self._generator, self.grid_interval, override)
+            result = self.draw(index, logits)
             self._drawn.append((result.prob, result.mask))
             mask = result.mask
         if index == self.num_layers - 1:

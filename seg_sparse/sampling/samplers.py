@@ -39,8 +39,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .grid import apply_grid_prior
-
 
 @dataclass
 class SampleResult:
@@ -191,29 +189,6 @@ SAMPLERS: dict[str, type[MaskSampler]] = {
     cls.name: cls
     for cls in (StochasticSampler, DeterministicSampler, ReLUSampler, DenseSampler)
 }
-
-
-def sample_mask(
-    sampler: MaskSampler,
-    logits: torch.Tensor,
-    training: bool,
-    temperature: torch.Tensor | float,
-    generator: torch.Generator | None,
-    grid_interval: int | None,
-    override: torch.Tensor | None = None,
-) -> SampleResult:
-    """What a sampling layer applies: ``sampler``'s probability and mask with the grid prior
-    forced in, or ``override`` (tests, benchmarks at set densities) instead of the mask.
-
-    The sampler always draws, so the random stream is the same with and without an override.
-    """
-    result = sampler(logits, training, temperature, generator)
-    if override is None:
-        return SampleResult(result.prob, apply_grid_prior(result.mask, grid_interval))
-    if override.shape != logits.shape:
-        raise ValueError(f"mask_override of shape {tuple(override.shape)} does not match the "
-                         f"layer's mask shape {tuple(logits.shape)}")
-    return SampleResult(result.prob, override.to(logits.dtype))
 
 
 def build_sampler(name: str, **kwargs) -> MaskSampler:

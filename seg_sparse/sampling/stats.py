@@ -11,6 +11,7 @@ from torch import nn
 from .bottleneck import SamplingOutput, SparseBottleneck
 from .execution import check_execution
 from .head import HeadSampling
+from .layer import SamplingLayer
 from .samplers import MaskSampler
 from .temperature import GumbelTemperature
 
@@ -18,8 +19,6 @@ from .temperature import GumbelTemperature
 MASK_LOSS_WEIGHTS = (0.25, 0.75)
 
 NamedBlocks = Iterable[tuple[str, SparseBottleneck]]
-#: Everything that samples: backbone blocks and decode heads.
-SamplingLayer = SparseBottleneck | HeadSampling
 
 
 def sparse_blocks(module: nn.Module) -> Iterator[tuple[str, SparseBottleneck]]:
@@ -48,7 +47,7 @@ def sampling_layers(module: nn.Module) -> Iterator[tuple[str, SamplingLayer]]:
     """Blocks and head samplings inside ``module``: what execution mode, generator and
     sampler switches apply to."""
     for name, child in module.named_modules():
-        if isinstance(child, SparseBottleneck | HeadSampling):
+        if isinstance(child, SamplingLayer):
             yield name, child
 
 
