@@ -5,7 +5,7 @@ from __future__ import annotations
 import seg_sparse  # noqa: F401, I001  # isort: skip  (mmcv.ops fallback before mmseg)
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
@@ -195,7 +195,7 @@ def segmentor(weight: float = 1.0, loss_weight: float = 1.0) -> nn.Module:
                          sampling=dict(loss_weight=loss_weight)),
         train_cfg=dict(), test_cfg=dict(mode="whole"))
     MMLogger.get_current_instance().setLevel("WARNING")
-    model = MODELS.build(cfg)
+    model = MODELS.build(ConfigDict(cfg))
     model.init_weights()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # masks that vary over the image

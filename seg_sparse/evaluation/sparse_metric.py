@@ -35,10 +35,14 @@ from typing import Any
 
 from mmengine.dist import collect_results
 from mmengine.logging import print_log
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import METRICS
 from torch import nn
 
 from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.models.segmentors import DENSITIES_KEY, HEAD_DENSITIES_KEY, INPUT_SHAPE_KEY
+
+from .cityscapes_official import CityscapesOfficialMetric
 
 #: Fallback metainfo keys for the network input shape of models that do not report densities.
 _SHAPE_KEYS = (INPUT_SHAPE_KEY, "batch_input_shape", "img_shape")
@@ -216,3 +220,14 @@ class SamplingMetricMixin:
             metrics["head_sampling_densities"] = {
                 k: round(d, 4) for k, d in head_densities.items()}
         return metrics, report
+
+
+@METRICS.register_module()
+class SparseIoUMetric(SamplingMetricMixin, IoUMetric):
+    """mmseg's ``IoUMetric`` (same arguments) plus GFLOPs and per-block densities."""
+
+
+@METRICS.register_module()
+class SparseCityscapesMetric(SamplingMetricMixin, CityscapesOfficialMetric):
+    """The official Cityscapes evaluation (``CityscapesOfficialMetric``, same arguments) plus
+    GFLOPs and per-block densities."""

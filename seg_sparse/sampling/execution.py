@@ -239,13 +239,14 @@ def gathers(mask: torch.Tensor, gather_below: float) -> bool:
 
 def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
                  compute_all: Callable[[], torch.Tensor], total: int,
-                 mask: torch.Tensor | None, interp: nn.Module,
+                 mask: torch.Tensor | None, interp: nn.Module | None,
                  gather_below: float) -> torch.Tensor:
     """(B*H*W, C) rows of a layer computed where ``mask`` is non-zero and filled by ``interp``
     elsewhere: ``interp(layer(x), mask)`` of the masked path.
 
     ``compute_at(index)`` gives the layer's rows at flat positions ``index``,
-    ``compute_all()`` at every position; which one runs follows :func:`gathers`.
+    ``compute_all()`` at every position; which one runs follows :func:`gathers`. Without a
+    mask (a dense layer) ``interp`` may be None.
     """
     if mask is None:
         return compute_all()
@@ -299,7 +300,7 @@ def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
     return sampled_rows(
         lambda index: torch.addmm(fw.b1, rows.index_select(0, index), fw.w1).relu_(),
         lambda: torch.addmm(fw.b1, rows, fw.w1).relu_(),
-        rows.shape[0], mask, block.interp1, gather_below)
+        rows.shape[0], mask, None if mask is None else block.interp1, gather_below)
 
 
 def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
