@@ -187,3 +187,22 @@ def test_auto_picks_the_path_per_device_and_density():
     with crossover_override(0.0):
         assert gather_below("auto", "cpu") == 0.0
     assert gather_below("auto", "cpu") > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 14), (1, 2, 70, 65)])
+def test_both_blur_forms_agree_in_values_and_gradients(shape, monkeypatch):
+    """Small maps blur by banded matrix products, large ones by depthwise convolutions."""
+    import seg_sparse.sampling.interpolation as interpolation
+
+    torch.manual_seed(0)
+    interp = GaussianInterpolation(window=7, init_scale=1.5)
+    x = torch.randn(*shape, requires_grad=True)
+    results = []
+    for limit in (0, 10**9):  # convolutions, then products
+        monkeypatch.setattr(interpolation, "MATMUL_BLUR_MAX_POSITIONS", limit)
+        out = interp.blur(x)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
+                                    (x, interp.scale))
+        results.append((out, *grads))
+    for conv_form, matmul_form in zip(*results):
+        torch.testing.assert_close(matmul_form, conv_form, rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ The three run in turn within each round (one process), medians over rounds, warm
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from .masks import (
     recorded_head_masks,
     recorded_masks,
 )
-from .timing import alternated_medians, peak_memory_bytes
+from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
 
 PARTS = ("backbone", "segmentor")
 CHECKPOINT = "checkpoint"
@@ -118,6 +118,26 @@ def _mask_sets(model: nn.Module, x: torch.Tensor, densities: Sequence[float],
     return sets
 
 
+def _runs(sparse_model: nn.Module, dense_model: nn.Module, part: str, x: torch.Tensor,
+          mask_sets: dict[float | str, tuple[Masks, HeadMasks]],
+          crossover: bool) -> dict[str, Callable[[], Any]]:
+    """The timed runs of one input and part, each model's path already run once (weight
+    folding, allocator): dense, and masked / sparse (/ gather / full-map) per mask set."""
+    fns = {"dense": _runner(dense_model, part, x, None, "auto")}
+    for key, (masks, head) in mask_sets.items():
+        fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked", head_masks=head)
+        fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto", head_masks=head)
+        if crossover:
+            fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse",
+                                           head_masks=head)
+            fns[f"fullmap@{key}"] = _runner(sparse_model, part, x, masks, "auto", 0.0,
+                                            head_masks=head)
+    first = next(iter(mask_sets))
+    for name in ("dense", f"masked@{first}", f"sparse@{first}"):
+        fns[name]()
+    return fns
+
+
 def _mb(value: int | None) -> float | None:
     return None if value is None else value / 2**20
 
@@ -137,56 +157,48 @@ def benchmark_inference(
     """Rows for every input size x part x density (plus the checkpoint's own masks when
     ``image`` is given: a (1, 3, H, W) preprocessed image, resized to each input size).
 
-    Each model's path runs once untimed before the rounds (weight folding, allocator);
-    ``warmup`` adds untimed rounds of every run. ``crossover`` also times every sampled layer
+    Peak memory is measured first, for all sizes and parts, then the times. Each model's
+    path runs once untimed before (weight folding, allocator); ``warmup`` adds untimed rounds
+    of every run. ``crossover`` also times every sampled layer
     gathered ('sparse') and none gathered (full-map convs): the figures behind ``'auto'``'s
     per-layer choice.
     """
     device = next(sparse_model.parameters()).device
     threads = torch.get_num_threads()
+    cases = []
+    # Memory first, while freed tensors leave the resident set (which slows allocations, so
+    # nothing is timed in this phase); then every timing in glibc's steady state.
+    with freed_memory_tracked() if memory else nullcontext():
+        for h, w in inputs:
+            torch.manual_seed(0)
+            if image is not None:
+                x = nn.functional.interpolate(image.to(device), size=(h, w), mode="bilinear",
+                                              align_corners=False)
+            else:
+                x = torch.randn(1, 3, h, w, device=device)
+            mask_sets = _mask_sets(sparse_model, x, densities, image is not None)
+            profile = count_flops(sparse_model, (h, w))  # once per size; densities below
+            for part in parts:
+                fns = _runs(sparse_model, dense_model, part, x, mask_sets, crossover)
+                peaks = {name: _mb(peak_memory_bytes(fns[name], device)) if memory else None
+                         for name in fns if name == "dense" or name.startswith("sparse@")}
+                cases.append((h, w, part, mask_sets, profile, fns, peaks))
     rows = []
-    for h, w in inputs:
-        torch.manual_seed(0)
-        if image is not None:
-            x = nn.functional.interpolate(image.to(device), size=(h, w), mode="bilinear",
-                                          align_corners=False)
-        else:
-            x = torch.randn(1, 3, h, w, device=device)
-        mask_sets = _mask_sets(sparse_model, x, densities, image is not None)
-        profile = count_flops(sparse_model, (h, w))  # once per size; densities applied below
-        for part in parts:
-            fns = {"dense": _runner(dense_model, part, x, None, "auto")}
-            for key, (masks, head) in mask_sets.items():
-                fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked",
-                                               head_masks=head)
-                fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto",
-                                               head_masks=head)
-                if crossover:
-                    fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse",
-                                                   head_masks=head)
-                    fns[f"fullmap@{key}"] = _runner(sparse_model, part, x, masks, "auto", 0.0,
-                                                    head_masks=head)
-            first = next(iter(mask_sets))
-            for name in ("dense", f"masked@{first}", f"sparse@{first}"):
-                fns[name]()
-            desc = f"bench {part} {h}x{w} ({len(fns)} runs x {warmup + repeats} rounds)"
-            with tqdm(total=1, desc=desc, unit="table", leave=False):
-                ms = alternated_medians(fns, repeats, warmup, device)
-            dense_peak = _mb(peak_memory_bytes(fns["dense"], device)) if memory else None
-            for key, (masks, head) in mask_sets.items():
-                sparse_fn = fns[f"sparse@{key}"]
-                ratio = _flops_ratio(profile, masks, part, head_densities(sparse_model, head))
-                speedup = ms["dense"] / ms[f"sparse@{key}"]
-                values = list(mean_densities(masks).values())
-                rows.append(InferenceRow(
-                    input=f"{h}x{w}", part=part, density=key,
-                    mean_density=sum(d1 + d2 for d1, d2 in values) / (2 * len(values)),
-                    dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
-                    sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
-                    fullmap_ms=ms.get(f"fullmap@{key}"),
-                    speedup=speedup, flops_ratio=ratio,
-                    realization=speedup * ratio, dense_peak_mb=dense_peak,
-                    sparse_peak_mb=_mb(peak_memory_bytes(sparse_fn, device)) if memory else None,
-                    device=str(device), threads=threads,
-                ))
+    for h, w, part, mask_sets, profile, fns, peaks in cases:
+        desc = f"bench {part} {h}x{w} ({len(fns)} runs x {warmup + repeats} rounds)"
+        with tqdm(total=1, desc=desc, unit="table", leave=False):
+            ms = alternated_medians(fns, repeats, warmup, device)
+        for key, (masks, head) in mask_sets.items():
+            ratio = _flops_ratio(profile, masks, part, head_densities(sparse_model, head))
+            speedup = ms["dense"] / ms[f"sparse@{key}"]
+            values = list(mean_densities(masks).values())
+            rows.append(InferenceRow(
+                input=f"{h}x{w}", part=part, density=key,
+                mean_density=sum(d1 + d2 for d1, d2 in values) / (2 * len(values)),
+                dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
+                sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
+                fullmap_ms=ms.get(f"fullmap@{key}"), speedup=speedup, flops_ratio=ratio,
+                realization=speedup * ratio, dense_peak_mb=peaks["dense"],
+                sparse_peak_mb=peaks[f"sparse@{key}"], device=str(device), threads=threads,
+            ))
     return rows

@@ -45,6 +45,7 @@ def alternated_medians(
 _M_MMAP_THRESHOLD = -3
 _TRACKING_THRESHOLD = 64 * 1024
 _STEADY_THRESHOLD = 32 * 1024 * 1024
+_tracking = False
 
 
 def _set_mmap_threshold(value: int) -> bool:
@@ -67,10 +68,15 @@ def freed_memory_tracked() -> Iterator[bool]:
     is never on while timing: afterwards the threshold goes to glibc's upper limit (32 MiB),
     where large tensors are reused from the heap as in its default steady state.
     """
-    tracked = _set_mmap_threshold(_TRACKING_THRESHOLD)
+    global _tracking
+    if _tracking:  # nested: the outer context restores
+        yield True
+        return
+    _tracking = tracked = _set_mmap_threshold(_TRACKING_THRESHOLD)
     try:
         yield tracked
     finally:
+        _tracking = False
         if tracked:
             _set_mmap_threshold(_STEADY_THRESHOLD)
 
@@ -88,7 +94,8 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu")
 
     CUDA: the caching allocator's peak statistic. CPU: the process's peak resident set
     (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) while freed tensors leave it
-    (:func:`freed_memory_tracked`).
+    (:func:`freed_memory_tracked`; enter it before the measured code first runs, or memory
+    freed earlier into glibc's heap is reused unseen).
     """
     device = torch.device(device)
     if device.type == "cuda":

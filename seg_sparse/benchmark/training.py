@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .timing import alternated_medians, peak_memory_bytes
+from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
 
 
 @dataclass
@@ -85,8 +85,11 @@ def benchmark_training(
     inputs, samples = _batch(crop, batch, num_classes, device)
     steps = {"dense": training_step(dense_model, inputs, samples),
              "sparse": training_step(sparse_model, inputs, samples)}
+    peaks: dict[str, int | None] = {k: None for k in steps}
+    if memory:  # first, while freed tensors leave the resident set; the first step of each
+        with freed_memory_tracked():  # also creates its optimizer state, counted alike
+            peaks = {k: peak_memory_bytes(fn, device) for k, fn in steps.items()}
     ms = alternated_medians(steps, repeats, warmup, device)
-    peaks = {k: peak_memory_bytes(fn, device) if memory else None for k, fn in steps.items()}
     mb = {k: None if v is None else v / 2**20 for k, v in peaks.items()}
     return TrainingRow(
         model=label, crop=f"{crop[0]}x{crop[1]}", batch=batch, dense_ms=ms["dense"],

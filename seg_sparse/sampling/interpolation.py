@@ -9,6 +9,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+#: Maps of at most this many positions are blurred by banded matrix products (see ``blur``).
+MATMUL_BLUR_MAX_POSITIONS = 4096
+
+
+def _band(g: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, n) matrix with the symmetric 1-D kernel ``g`` on its diagonals: x @ band blurs the
+    last axis of x with zero padding (band is symmetric, so band @ x blurs the first)."""
+    r = g.numel() // 2
+    i = torch.arange(n, device=g.device)
+    d = i[None, :] - i[:, None]
+    return torch.where(d.abs() <= r, g[(d + r).clamp(0, 2 * r)], torch.zeros((), dtype=g.dtype,
+                                                                            device=g.device))
+
 
 class GaussianInterpolation(nn.Module):
     """interp(F, M) = M*F + (1 - M) * (G * (M*F)) / max(G * M, eps).
@@ -57,12 +70,20 @@ class GaussianInterpolation(nn.Module):
         return s / math.sqrt(2 * math.pi) * torch.exp(-0.5 * (s * d) ** 2)
 
     def blur(self, x: torch.Tensor) -> torch.Tensor:
-        """G * x for every channel of x (B, C, H, W), zero padding."""
+        """G * x for every channel of x (B, C, H, W), zero padding.
+
+        Small maps (at most :data:`MATMUL_BLUR_MAX_POSITIONS` positions) as two products with
+        banded (H, H) / (W, W) matrices, larger ones as two depthwise convolutions: measured on
+        CPU, forward + backward, the products are about 2x faster at 32x64 and 16x32, the
+        convolutions 1.4x faster at 64x128 and 128x256.
+        """
+        h, w = x.shape[-2:]
+        g = self.kernel_1d(x.dtype, x.device)
+        if h * w <= MATMUL_BLUR_MAX_POSITIONS:
+            return torch.matmul(_band(g, h), torch.matmul(x, _band(g, w)))
         # A grouped (depthwise) conv, not a batch-folded single-channel one: on CPU its backward
         # is 15-20x faster (measured at 4x16x32x64 and 4x64x16x32, forward + backward).
-        c = x.shape[1]
-        k = self.window
-        g = self.kernel_1d(x.dtype, x.device)
+        c, k = x.shape[1], self.window
         r = k // 2
         y = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), padding=(0, r), groups=c)
         return F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), padding=(r, 0), groups=c)
