@@ -30,7 +30,7 @@ executor loses (:data:`MASKED_AUTO_DEVICES`: CUDA) keeps sampling blocks on the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,13 +78,15 @@ def uses_executor(mode: str, training: bool, sampling: bool, device_type: str) -
     return not (mode == "auto" and sampling and device_type in MASKED_AUTO_DEVICES)
 
 
-def gather_below(mode: str, device_type: str) -> float:
-    """Density under which a layer is gathered: always for ``'sparse'``, else the crossover."""
+def gather_below(mode: str, device_type: str,
+                 crossover: Mapping[str, float] = GATHER_BELOW) -> float:
+    """Density under which a layer is gathered: always for ``'sparse'``, else the crossover
+    (per device type: the blocks' :data:`GATHER_BELOW` unless a layer kind measured its own)."""
     if mode == "sparse":
         return 2.0
     if _gather_override is not None:
         return _gather_override
-    return GATHER_BELOW.get(device_type, 0.0)
+    return crossover.get(device_type, 0.0)
 
 
 @contextmanager

@@ -39,6 +39,14 @@ from .layer import SamplingLayer
 from .masks import MaskPredictor, paired_mask_logits
 from .temperature import GumbelTemperature
 
+#: ``'auto'``'s crossover for head convs, per device type (the blocks' is
+#: :data:`~.execution.GATHER_BELOW`). The paper's head convs read 2048-2560 channels; dense, a
+#: 3x3 conv of theirs runs at about twice the rate of the GEMMs a gathered one needs (202 vs 105
+#: GMAC/s, 2 CPU threads), so gathering pays only below about 0.4: the whole head at 512x1024
+#: took 705 / 957 / 1131 ms gathered at density 0.3 / 0.4 / 0.5, 995 ms on the full map, 981 ms
+#: dense (docs/sparse_head.md).
+HEAD_GATHER_BELOW: dict[str, float] = {"cpu": 0.4}
+
 
 @dataclass
 class HeadSamplingOutput:

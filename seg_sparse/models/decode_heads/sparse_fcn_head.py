@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from seg_sparse.sampling import HeadLayers, HeadSampling, check_head_layers
 from seg_sparse.sampling.execution import gather_below, uses_executor
+from seg_sparse.sampling.head import HEAD_GATHER_BELOW
 
 from ..backbones.sparse_resnet import uses_pretrained
 
@@ -86,7 +87,8 @@ class SparseFCNHead(FCNHead):
         if uses_executor(sampling.execution, self.training, not sampling.is_dense,
                          x.device.type):
             return sampling.execute(self.head_layers(), x, self,
-                                    gather_below(sampling.execution, x.device.type))
+                                    gather_below(sampling.execution, x.device.type,
+                                                 HEAD_GATHER_BELOW))
         return self.cls_seg(self._masked_features(x))
 
     def _masked_features(self, x: Tensor) -> Tensor:
