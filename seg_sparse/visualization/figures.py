@@ -243,6 +243,9 @@ def mask_overlay_figure(
             _hide_ticks(ax)
         if len(pair) == 1:
             fig.add_subplot(grid[row, 1]).axis("off")
+        if row > 1 + len(entries):  # the head's summary stands next to its first row only
+            fig.add_subplot(grid[row, 2]).axis("off")
+            continue
         lines = ["decode head (sampled convs)",
                  f"mean density {100.0 * sum(e.density for _, e in head) / len(head):.1f}%"]
         _mask_legend(fig.add_subplot(grid[row, 2]), lines, with_key=not entries and row == 1)
