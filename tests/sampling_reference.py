@@ -26,15 +26,35 @@ def make_block(sampler="stochastic", stride=1, dilation=1, with_dcn=False, seed=
         downsample = nn.Sequential(nn.Conv2d(16, 16, 1, stride, bias=False), nn.BatchNorm2d(16))
     block = SparseBottleneck(16, 4, stride=stride, dilation=dilation, downsample=downsample,
                              with_dcn=with_dcn, sampler=sampler, max_iters=100, **kw)
-    for bn in block.modules():
+    randomize_bn(block)
+    if with_dcn:
+        nn.init.normal_(block.conv2_offset.weight, std=0.3)  # real deformations
+    return block
+
+
+def randomize_bn(module: nn.Module) -> None:
+    """Random eval statistics and affine parameters for every BatchNorm2d in ``module``, so
+    that folding them into the convs is actually tested."""
+    for bn in module.modules():
         if isinstance(bn, nn.BatchNorm2d):
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
             bn.weight.data.uniform_(0.5, 1.5)
             bn.bias.data.uniform_(-0.5, 0.5)
-    if with_dcn:
-        nn.init.normal_(block.conv2_offset.weight, std=0.3)  # real deformations
-    return block
+
+
+def drawn_mask(shape: tuple[int, ...], density: float, grid: int | None,
+               generator: torch.Generator) -> torch.Tensor:
+    """A stochastic test-time mask at probability ``density`` with the grid prior applied,
+    drawn once; density 0 without grid: nothing sampled, 0 with grid: only the grid."""
+    from seg_sparse.sampling import apply_grid_prior, build_sampler
+
+    if density in (0.0, 1.0):
+        mask = torch.full(shape, density)
+    else:
+        logits = torch.full(shape, float(torch.logit(torch.tensor(density))))
+        mask = build_sampler("stochastic")(logits, False, 1.0, generator).mask
+    return apply_grid_prior(mask, grid)
 
 
 def interp_reference(feat: torch.Tensor, mask: torch.Tensor, s: float,

@@ -13,7 +13,12 @@ from PIL import Image
 from seg_sparse.cli.main import main
 from seg_sparse.demo import DemoError, DemoSettings
 from seg_sparse.demo.pipeline import prepare_data
-from seg_sparse.demo.settings import DENSE_CONFIG, SPARSE_CONFIG, configs_dir
+from seg_sparse.demo.settings import (
+    DENSE_CONFIG,
+    SPARSE_CONFIG,
+    SPARSE_HEAD_CONFIG,
+    configs_dir,
+)
 
 SMALL = ["--iters", "2", "--sparse-iters", "2", "--num-train", "4", "--num-val", "2",
          "--size", "64", "128"]
@@ -48,18 +53,18 @@ def two_runs(tmp_path_factory) -> list[tuple[dict, str]]:
 @pytest.mark.slow
 def test_two_runs_on_one_machine_give_identical_figures(two_runs):
     (first, _), (second, _) = two_runs
-    for model in ("dense", "sparse"):
-        for key in ("mIoU", "gflops", "mean_density", "block_densities"):
+    for model in ("dense", "sparse", "sparse_head"):
+        for key in ("mIoU", "gflops", "mean_density", "block_densities", "head_densities"):
             assert first[model][key] == second[model][key], (model, key)
 
 
 @pytest.mark.slow
 def test_demo_writes_report_figures_and_checkpoints(two_runs):
     report, printed = two_runs[0]
-    assert "==> [6/6]" in printed and "report.json" in printed
+    assert "==> [8/8]" in printed and "report.json" in printed
 
     assert _finite_numbers(report)
-    for key in ("dense", "sparse"):
+    for key in ("dense", "sparse", "sparse_head"):
         entry = report[key]
         assert 0.0 <= entry["mIoU"] <= 100.0
         assert set(entry["gflops"]) == {"backbone", "head", "total"}
@@ -73,6 +78,18 @@ def test_demo_writes_report_figures_and_checkpoints(two_runs):
     assert report["dense"]["mean_density"] == 1.0
     assert 0.0 < report["sparse"]["mean_density"] <= 1.0
     assert report["sparse"]["initialised_from"] == report["dense"]["checkpoint"]
+    # the third model samples its head too: the head runs below its dense cost
+    head = report["sparse_head"]
+    assert head["initialised_from"] == report["dense"]["checkpoint"]
+    assert list(head["head_densities"]) == ["convs.0", "convs.1", "conv_cat"]
+    assert 0.0 < head["head_mean_density"] < 1.0
+    assert head["gflops"]["head"] < head["gflops_dense"]["head"]
+    assert report["sparse"]["gflops"]["head"] == report["sparse"]["gflops_dense"]["head"]
+    assert report["sparse"]["head_densities"] == {}
+    assert report["sparse_head_vs_sparse"]["total_gflops_ratio"] == pytest.approx(
+        head["gflops"]["total"] / report["sparse"]["gflops"]["total"])
+    assert set(report["figures"]) == {"mask_overlay", "head_mask_overlay",
+                                      "stochastic_vs_deterministic", "sparsity"}
     for path in report["figures"].values():
         with Image.open(path) as img:
             assert img.size[0] > 500 and img.size[1] > 300
@@ -116,7 +133,7 @@ def test_demo_settings_reject_bad_options(tmp_path, kwargs, message):
 
 def test_demo_configs_are_found_and_configs_env_is_checked(tmp_path, monkeypatch):
     folder = configs_dir()
-    assert (folder / DENSE_CONFIG).is_file() and (folder / SPARSE_CONFIG).is_file()
+    assert all((folder / c).is_file() for c in (DENSE_CONFIG, SPARSE_CONFIG, SPARSE_HEAD_CONFIG))
     monkeypatch.setenv("SEG_SPARSE_CONFIGS", str(tmp_path))
     with pytest.raises(DemoError, match="demo configs not found under"):
         configs_dir()

@@ -182,11 +182,16 @@ def test_deform_conv_at_positions_equals_dense_result_there(kwargs):
         torch.testing.assert_close(again, rows)
 
 
+@pytest.mark.parametrize("per_point", [False, True], ids=["tap-images", "per-point"])
 @pytest.mark.parametrize("stride, padding, dilation, groups, hw", [
     (1, 1, 1, 1, (8, 9)), (2, 1, 1, 1, (9, 11)), (1, 2, 2, 2, (8, 9)), (2, 0, 2, 4, (11, 10)),
     (1, 4, 4, 1, (7, 6)),
 ])
-def test_conv2d_at_positions_equals_conv2d_there(stride, padding, dilation, groups, hw):
+def test_conv2d_at_positions_equals_conv2d_there(stride, padding, dilation, groups, hw,
+                                                 per_point, monkeypatch):
+    # per-point: the wide-input path (one GEMM per kernel point) on few channels, in chunks
+    monkeypatch.setattr(deform_conv, "PER_POINT_MIN_CHANNELS", 1 if per_point else 1 << 30)
+    monkeypatch.setattr(deform_conv, "PER_POINT_ROWS", 7)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, 8, *hw, generator=gen)
     weight = torch.randn(8, 8 // groups, 3, 3, generator=gen)
@@ -197,6 +202,22 @@ def test_conv2d_at_positions_equals_conv2d_there(stride, padding, dilation, grou
     rows = conv2d_at(x.permute(0, 2, 3, 1), positions, weight, bias, stride, padding, dilation)
     torch.testing.assert_close(rows, dense.permute(0, 2, 3, 1).reshape(-1, c)[positions],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_per_point_conv2d_at_has_conv2d_gradients(monkeypatch):
+    monkeypatch.setattr(deform_conv, "PER_POINT_MIN_CHANNELS", 1)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 7, 9, generator=gen, requires_grad=True)
+    weight = torch.randn(5, 6, 3, 3, generator=gen, requires_grad=True)
+    bias = torch.randn(5, generator=gen, requires_grad=True)
+    positions = _positions(2 * 7 * 9, 40, seed=2)
+    grad = torch.randn(40, 5, generator=gen)
+    rows = conv2d_at(x.permute(0, 2, 3, 1), positions, weight, bias, padding=2, dilation=2)
+    expected = F.conv2d(x, weight, bias, padding=2, dilation=2).permute(0, 2, 3, 1)
+    got = torch.autograd.grad(rows, (x, weight, bias), grad)
+    want = torch.autograd.grad(expected.reshape(-1, 5)[positions], (x, weight, bias), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
 
 
 def test_no_positions_give_no_rows():

@@ -2,12 +2,10 @@
 
 import pytest
 import torch
-from sampling_reference import make_block
+from sampling_reference import drawn_mask, make_block
 
 from seg_sparse.sampling import (
     GaussianInterpolation,
-    apply_grid_prior,
-    build_sampler,
     execution_mode,
     set_execution,
 )
@@ -20,21 +18,9 @@ def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def drawn_masks(shape1, shape2, density, grid, seed=0):
-    """Stochastic test-time masks at probability ``density``, drawn once (grid prior applied).
-
-    density 0 without grid: nothing sampled; 0 with grid: only the grid ("grid-only").
-    """
+    """Stochastic test-time masks of both shapes at probability ``density``, drawn once."""
     generator = torch.Generator().manual_seed(seed)
-    sampler = build_sampler("stochastic")
-    masks = []
-    for shape in (shape1, shape2):
-        if density in (0.0, 1.0):
-            mask = torch.full(shape, density)
-        else:
-            logits = torch.full(shape, float(torch.logit(torch.tensor(density))))
-            mask = sampler(logits, False, 1.0, generator).mask
-        masks.append(apply_grid_prior(mask, grid))
-    return tuple(masks)
+    return tuple(drawn_mask(shape, density, grid, generator) for shape in (shape1, shape2))
 
 
 def output_hw(h, w, stride):

@@ -23,7 +23,7 @@ from torch import nn
 
 from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
 from seg_sparse.flops import FlopsReport
-from seg_sparse.sampling import sparse_blocks
+from seg_sparse.sampling import sampling_layers
 
 
 @dataclass
@@ -58,6 +58,12 @@ class Evaluation:
         return self.flops.backbone_dense if value is None else value
 
     @property
+    def gflops_head(self) -> float:
+        """Decode-head GFLOPs as executed (dense unless the head samples)."""
+        value = self.flops.head_sparse
+        return self.flops.head_gflops if value is None else value
+
+    @property
     def gflops_total(self) -> float:
         value = self.flops.total_sparse
         return self.flops.total_dense if value is None else value
@@ -73,7 +79,8 @@ class Evaluation:
             "num_images": self.num_images,
             self.metric: self.miou,
             "gflops_backbone": self.gflops_backbone,
-            "gflops_head": self.flops.head_gflops,
+            "gflops_head": self.gflops_head,
+            "gflops_head_dense": self.flops.head_gflops,
             "gflops_total": self.gflops_total,
             "gflops_backbone_dense": self.flops.backbone_dense,
             "mean_density": self.mean_density,
@@ -146,9 +153,9 @@ def set_sampling_seed(model: nn.Module, seed: int | None) -> None:
 
 @contextmanager
 def without_grid_prior(model: nn.Module) -> Iterator[None]:
-    """Temporarily switch the grid prior off in every sparse block (a test-time choice: the
-    prior only forces mask positions to 1, the weights are the same)."""
-    blocks = [b for _, b in sparse_blocks(getattr(model, "backbone", model))]
+    """Temporarily switch the grid prior off in every sparse block and sampled head (a
+    test-time choice: the prior only forces mask positions to 1, the weights are the same)."""
+    blocks = [b for _, b in sampling_layers(model)]
     saved = [b.grid_interval for b in blocks]
     try:
         for block in blocks:
@@ -171,7 +178,8 @@ def evaluate_on_val_images(model, cfg: Config,
     """Evaluate ``model`` with the sparse metric on the first ``num_images`` validation images.
 
     Returns ({num_images, measured_input_shape, metric (name of the accuracy: mIoU, or mAP
-    for detection), <metric>, densities (mean per block)}, the sparse metric used
+    for detection), <metric>, densities (mean per block)[, head_densities (mean per sampled
+    head conv)]}, the sparse metric used
     (:func:`seg_sparse.tasks.density_metric`), which caches the FLOPs profile of the measured
     shape).
     """
@@ -228,5 +236,7 @@ def evaluate_on_val_images(model, cfg: Config,
         name: round(value, 2),
         "densities": {k: tuple(v) for k, v in metrics["sampling_densities"].items()},
     }
+    if "head_sampling_densities" in metrics:
+        info["head_densities"] = dict(metrics["head_sampling_densities"])
     return info, metric
 

@@ -2,7 +2,8 @@
 
 conv1 runs at the density d1 of mask 1; conv2 at d2 (mask 2); conv3 also at d2, because it is
 1x1 and is computed only where mask 2 sampled (docs/design.md, "FLOPs convention"). Dense
-blocks report 1.
+blocks report 1. A sampled decode head (``SparseFCNHead``) adds the density of each of its
+convs (docs/sparse_head.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ModelSparsity:
     checkpoint: str
     evaluation: Evaluation
     blocks: list[BlockSparsity]
+    head: dict[str, float]  # sampled decode-head conv -> density (empty: dense head)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class ModelSparsity:
             "checkpoint": self.checkpoint,
             **self.evaluation.summary(),
             "blocks": [{"name": b.name, **b.conv_densities} for b in self.blocks],
+            "head": [{"name": n, "density": d} for n, d in self.head.items()],
         }
 
 
@@ -56,7 +59,8 @@ def measure_sparsity(loaded: LoadedModel, num_images: int | None = None,
     blocks = [BlockSparsity(b.name, *result.densities.get(b.name, (1.0, 1.0)))
               for b in result.flops.blocks]
     return ModelSparsity(label or default_label(loaded.checkpoint), loaded.config_path,
-                         loaded.checkpoint, result, blocks)
+                         loaded.checkpoint, result, blocks,
+                         dict(result.flops.head_densities or {}))
 
 
 def default_label(checkpoint: str) -> str:
@@ -79,10 +83,18 @@ def format_sparsity_table(models: list[ModelSparsity]) -> str:
             block = blocks.get(name)
             row += [block.conv_densities[c] if block else "-" for c in CONVS]
         rows.append(row)
+    head_names = list(dict.fromkeys(n for m in models for n in m.head))
+    head_table = ""
+    if head_names:
+        head_rows = [[f"head {n}"] + [m.head.get(n, "-") for m in models] for n in head_names]
+        head_table = ("\nSampled decode-head convs: fraction of positions computed\n"
+                      + table(["conv"] + [f"[{i}]" for i in range(len(models))], head_rows,
+                              digits=3))
     legend = "\n".join(
         f"[{i}] {m.label}: {m.evaluation.metric} {m.evaluation.miou:.2f}, backbone GFLOPs "
         f"{m.evaluation.gflops_backbone:.3f} (dense {m.evaluation.flops.backbone_dense:.3f}), "
+        f"head {m.evaluation.gflops_head:.3f} (dense {m.evaluation.flops.head_gflops:.3f}), "
         f"mean density {m.evaluation.mean_density:.3f}, {m.evaluation.num_images} images"
         for i, m in enumerate(models))
     return ("Fraction of positions computed per conv (1 = dense)\n"
-            + table(header, rows, digits=3) + "\n" + legend)
+            + table(header, rows, digits=3) + head_table + "\n" + legend)

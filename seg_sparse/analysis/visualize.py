@@ -1,7 +1,8 @@
 """Mask pictures on street scenes: where each block computed, and stochastic vs deterministic.
 
 For each image: one figure with the image, the prediction and mask1 / mask2 of the chosen
-blocks over the image (:func:`seg_sparse.visualization.mask_overlay_figure`), and one figure of
+blocks over the image, and the mask of every conv of a sampled decode head
+(:func:`seg_sparse.visualization.mask_overlay_figure`), and one figure of
 a single block under the stochastic (Bernoulli(p), the paper) and the deterministic (p >= 0.5)
 test-time sampler (the same weights; only the test-time draw differs). For a detector the
 prediction panel shows its confident boxes (:func:`seg_sparse.visualization.detection_panel`).
@@ -18,6 +19,7 @@ import numpy as np
 from mmengine.config import Config
 
 from seg_sparse.visualization import (
+    collect_head_masks,
     detection_panel,
     mask_overlay_figure,
     predict_with_masks,
@@ -103,6 +105,7 @@ class ImageFigures:
     masks_png: str
     comparison_png: str
     densities: dict[str, tuple[float, float]]  # shown blocks (feature-resolution densities)
+    head_densities: dict[str, float]  # sampled decode-head convs (empty: the head is dense)
 
 
 def default_comparison_block(blocks: Sequence[str]) -> str:
@@ -144,16 +147,18 @@ def visualize_images(
         data, image = load_image(pipeline, path)
         set_sampling_seed(model, image_seed)
         sample, masks = predict_with_masks(model, data, shown)
+        head_masks = {}
         if "pred_sem_seg" in sample:
             prediction = sample.pred_sem_seg.data[0].cpu().numpy()
             image = _match(image, prediction.shape)
             legend = {}
+            head_masks = collect_head_masks(model, prediction.shape)
         else:
             prediction, legend = detection_panel(image, sample.pred_instances, loaded.cfg)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
         mask_overlay_figure(
-            image, prediction, masks, out_path=masks_png, **legend,
+            image, prediction, masks, out_path=masks_png, head_masks=head_masks, **legend,
             title=f"{osp.basename(path)}: sampled positions ({sampler} sampler, seed "
                   f"{image_seed})\n"
                   f"{title_model}")
@@ -166,7 +171,8 @@ def visualize_images(
         stochastic_vs_deterministic_figure(image, compare, *pair, out_path=comparison_png)
         set_sampling_seed(model, None)
         written.append(ImageFigures(path, masks_png, comparison_png,
-                                    {n: (m.density1, m.density2) for n, m in masks.items()}))
+                                    {n: (m.density1, m.density2) for n, m in masks.items()},
+                                    {n: m.density for n, m in head_masks.items()}))
     return written
 
 

@@ -86,6 +86,13 @@ CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("model.backbone.t_final", _positive_number),
     ("model.backbone.max_iters", _positive_int),
     ("model.backbone.interp_window", _positive_odd_int),
+    ("model.decode_head.sampling.sampler", _sampler),
+    ("model.decode_head.sampling.grid_interval", _grid_interval),
+    ("model.decode_head.sampling.t0", _positive_number),
+    ("model.decode_head.sampling.t_final", _positive_number),
+    ("model.decode_head.sampling.max_iters", _positive_int),
+    ("model.decode_head.sampling.interp_window", _positive_odd_int),
+    ("model.decode_head.sampling.loss_weight", _non_negative_number),
     ("env_cfg.dist_cfg.timeout", _positive_number),
 )
 
@@ -103,16 +110,21 @@ def check_config_values(cfg: Any) -> None:
 
 def _check_temperature(cfg: Mapping) -> None:
     """The schedule decays: t_final must not exceed t0 (:class:`GumbelTemperature`'s rule)."""
-    backbone = (cfg.get("model") or {}).get("backbone")
-    if not isinstance(backbone, Mapping) or "t_final" not in backbone or "t0" not in backbone:
-        return
+    model = cfg.get("model") or {}
+    head = model.get("decode_head") if isinstance(model, Mapping) else None
+    places = {"model.backbone": model.get("backbone") if isinstance(model, Mapping) else None,
+              "model.decode_head.sampling":
+                  head.get("sampling") if isinstance(head, Mapping) else None}
     from seg_sparse.sampling import GumbelTemperature
 
-    try:
-        GumbelTemperature(backbone["t0"], backbone["t_final"], backbone.get("max_iters", 1))
-    except (TypeError, ValueError) as err:
-        raise ConfigValueError(f"config values model.backbone.t0={backbone['t0']!r}, "
-                               f"t_final={backbone['t_final']!r}: {err}") from None
+    for where, node in places.items():
+        if not isinstance(node, Mapping) or "t_final" not in node or "t0" not in node:
+            continue
+        try:
+            GumbelTemperature(node["t0"], node["t_final"], node.get("max_iters", 1))
+        except (TypeError, ValueError) as err:
+            raise ConfigValueError(f"config values {where}.t0={node['t0']!r}, "
+                                   f"t_final={node['t_final']!r}: {err}") from None
 
 
 def _find(node: Any, parts: list[str], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -5,6 +5,10 @@
 * ``masked``: the sampling model computing densely and applying the masks (training's path);
 * ``sparse``: the sampling model with ``execution='auto'``: computing where the masks sampled.
 
+A sampled decode head (``SparseFCNHead``) gets masks at the same density as the blocks in the
+``segmentor`` rows, and its executed GFLOPs enter their FLOPs ratio; the dense twin's head is
+dense.
+
 The three run in turn within each round (one process), medians over rounds, warm-up excluded.
 """
 
@@ -24,11 +28,16 @@ from seg_sparse.sampling import execution_mode
 from seg_sparse.sampling.execution import crossover_override
 
 from .masks import (
+    HeadMasks,
     Masks,
+    head_densities,
+    head_masks_at_density,
     mask_shapes,
     masks_at_density,
     mean_densities,
+    overridden_head_masks,
     overridden_masks,
+    recorded_head_masks,
     recorded_masks,
 )
 from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
@@ -70,7 +79,8 @@ def _forward(model: nn.Module, part: str, x: torch.Tensor) -> Callable[[], Any]:
 
 
 def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
-            execution: str, gather_below: float | None = None) -> Callable[[], Any]:
+            execution: str, gather_below: float | None = None,
+            head_masks: HeadMasks = None) -> Callable[[], Any]:
     forward = _forward(model, part, x)
 
     def run() -> Any:
@@ -81,39 +91,47 @@ def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
                 stack.enter_context(crossover_override(gather_below))
             if masks is not None:
                 stack.enter_context(overridden_masks(model.backbone, masks))
+            stack.enter_context(overridden_head_masks(model, head_masks))
             return forward()
 
     return run
 
 
-def _flops_ratio(profile: FlopsReport, masks: Masks, part: str) -> float:
-    report = profile.with_densities(mean_densities(masks))
+def _flops_ratio(profile: FlopsReport, masks: Masks, part: str,
+                 head: dict[str, float] | None = None) -> float:
+    report = profile.with_densities(mean_densities(masks), head)
     if part == "backbone":
         return report.backbone_sparse / report.backbone_dense
     return report.total_sparse / report.total_dense
 
 
 def _mask_sets(model: nn.Module, x: torch.Tensor, densities: Sequence[float],
-               checkpoint_masks: bool) -> dict[float | str, Masks]:
+               checkpoint_masks: bool) -> dict[float | str, tuple[Masks, HeadMasks]]:
+    """Backbone and (for a sampled decode head) head masks per density key."""
     shapes = mask_shapes(model.backbone, x)
-    sets: dict[float | str, Masks] = {
-        d: masks_at_density(model.backbone, x, d, shapes=shapes) for d in densities}
+    head_shapes = recorded_head_masks(model, x)  # None without a sampled head
+    sets: dict[float | str, tuple[Masks, HeadMasks]] = {
+        d: (masks_at_density(model.backbone, x, d, shapes=shapes),
+            head_masks_at_density(model, x, d, drawn=head_shapes)) for d in densities}
     if checkpoint_masks:
-        sets[CHECKPOINT] = recorded_masks(model.backbone, x)
+        sets[CHECKPOINT] = (recorded_masks(model.backbone, x), head_shapes)
     return sets
 
 
 def _runs(sparse_model: nn.Module, dense_model: nn.Module, part: str, x: torch.Tensor,
-          mask_sets: dict[float | str, Masks], crossover: bool) -> dict[str, Callable[[], Any]]:
+          mask_sets: dict[float | str, tuple[Masks, HeadMasks]],
+          crossover: bool) -> dict[str, Callable[[], Any]]:
     """The timed runs of one input and part, each model's path already run once (weight
     folding, allocator): dense, and masked / sparse (/ gather / full-map) per mask set."""
     fns = {"dense": _runner(dense_model, part, x, None, "auto")}
-    for key, masks in mask_sets.items():
-        fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked")
-        fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto")
+    for key, (masks, head) in mask_sets.items():
+        fns[f"masked@{key}"] = _runner(sparse_model, part, x, masks, "masked", head_masks=head)
+        fns[f"sparse@{key}"] = _runner(sparse_model, part, x, masks, "auto", head_masks=head)
         if crossover:
-            fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse")
-            fns[f"fullmap@{key}"] = _runner(sparse_model, part, x, masks, "auto", 0.0)
+            fns[f"gather@{key}"] = _runner(sparse_model, part, x, masks, "sparse",
+                                           head_masks=head)
+            fns[f"fullmap@{key}"] = _runner(sparse_model, part, x, masks, "auto", 0.0,
+                                            head_masks=head)
     first = next(iter(mask_sets))
     for name in ("dense", f"masked@{first}", f"sparse@{first}"):
         fns[name]()
@@ -170,8 +188,8 @@ def benchmark_inference(
         desc = f"bench {part} {h}x{w} ({len(fns)} runs x {warmup + repeats} rounds)"
         with tqdm(total=1, desc=desc, unit="table", leave=False):
             ms = alternated_medians(fns, repeats, warmup, device)
-        for key, masks in mask_sets.items():
-            ratio = _flops_ratio(profile, masks, part)
+        for key, (masks, head) in mask_sets.items():
+            ratio = _flops_ratio(profile, masks, part, head_densities(sparse_model, head))
             speedup = ms["dense"] / ms[f"sparse@{key}"]
             values = list(mean_densities(masks).values())
             rows.append(InferenceRow(

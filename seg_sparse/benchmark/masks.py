@@ -1,4 +1,5 @@
-"""Sampling masks for benchmarks: exact densities (grid prior included) or a model's own."""
+"""Sampling masks for benchmarks: exact densities (grid prior included) or a model's own, for
+the backbone's blocks and for a sampled decode head's convs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from seg_sparse.sampling import SparseBottleneck, grid_prior_mask, sparse_blocks
+from seg_sparse.sampling import (
+    SparseBottleneck,
+    grid_prior_mask,
+    sampled_decode_head,
+    sparse_blocks,
+)
 
 Masks = dict[str, tuple[torch.Tensor, torch.Tensor]]
+#: One mask per sampled conv of the decode head (None: the head does not sample).
+HeadMasks = tuple[torch.Tensor, ...] | None
 
 
 def exact_density_mask(
@@ -96,3 +104,64 @@ def overridden_masks(backbone: nn.Module, masks: Masks) -> Iterator[None]:
     finally:
         for name in masks:
             blocks[name].mask_override = None
+
+
+def _head_forward(model: nn.Module, x: torch.Tensor, seed: int | None) -> HeadMasks:
+    """The masks a sampled decode head draws on ``x`` (one masked forward of the segmentor,
+    stochastic draws from ``seed``); None without a sampled head."""
+    from seg_sparse.sampling import execution_mode, set_sampling_generator
+
+    sampled = sampled_decode_head(model)
+    if sampled is None:
+        return None
+    if seed is not None:
+        set_sampling_generator(model, torch.Generator(device=x.device).manual_seed(seed))
+    metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]))]
+    try:
+        with torch.no_grad(), execution_mode(model, "masked"):
+            model.encode_decode(x, metas)
+    finally:
+        set_sampling_generator(model, None)
+    return tuple(m.clone() for m in sampled[1].last_sampling.masks)
+
+
+def head_masks_at_density(model: nn.Module, x: torch.Tensor, density: float,
+                          seed: int = 0, drawn: HeadMasks = None) -> HeadMasks:
+    """Exact-density masks for every sampled conv of the decode head on input ``x``
+    (``drawn``: masks of the right shapes if known, else one masked forward finds them)."""
+    drawn = drawn if drawn is not None else _head_forward(model, x, None)
+    if drawn is None:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    interval = sampled_decode_head(model)[1].grid_interval
+    return tuple(exact_density_mask(tuple(m.shape), density, interval, generator).to(x.device)
+                 for m in drawn)
+
+
+def recorded_head_masks(model: nn.Module, x: torch.Tensor, seed: int = 0) -> HeadMasks:
+    """The masks a trained decode head itself samples on ``x``."""
+    return _head_forward(model, x, seed)
+
+
+def head_densities(model: nn.Module, masks: HeadMasks) -> dict[str, float] | None:
+    """Sampled head conv name -> fraction of positions its mask computes."""
+    if masks is None:
+        return None
+    head, _ = sampled_decode_head(model)
+    return {name: float((m > 0).float().mean())
+            for name, m in zip(head.sampled_layer_names(), masks)}
+
+
+@contextmanager
+def overridden_head_masks(model: nn.Module, masks: HeadMasks) -> Iterator[None]:
+    """Make the sampled decode head use ``masks`` instead of sampling (None: no change)."""
+    sampled = sampled_decode_head(model)
+    if masks is None or sampled is None:
+        yield
+        return
+    sampling = sampled[1]
+    sampling.mask_override = masks
+    try:
+        yield
+    finally:
+        sampling.mask_override = None

@@ -25,7 +25,8 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
                        device: str, trust_checkpoint: bool = False,
                        with_training: bool = False) -> BenchModels:
     """The config's sampling model (weights from ``checkpoint`` if given) and its dense twin:
-    the same config with ``sampler='dense'`` and the same weights, minus the sampling layers."""
+    the same config with ``sampler='dense'`` (backbone, and a ``SparseFCNHead``'s sampling)
+    and the same weights, minus the sampling layers."""
     import os.path as osp
 
     from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
@@ -42,6 +43,9 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
         load_weights(sparse, checkpoint, trust_checkpoint)
     dense_cfg = copy.deepcopy(cfg)
     dense_cfg.model.backbone.sampler = "dense"
+    head_cfg = dense_cfg.model.get("decode_head", {})
+    if head_cfg.get("type") == "SparseFCNHead":  # the same head computing densely
+        head_cfg["sampling"] = {**(head_cfg.get("sampling") or {}), "sampler": "dense"}
     dense = build_eval_model(dense_cfg)
     result = dense.load_state_dict(sparse.state_dict(), strict=False)
     if result.missing_keys:

@@ -8,8 +8,10 @@ sampled ("sparse", execution='auto'). Masks have exact densities (grid prior inc
 with ``--checkpoint``, also the checkpoint's own masks on ``--image``. Reports per input size,
 part (backbone / whole segmentor) and density: times, speedup (dense / sparse), the FLOPs ratio
 (executed / dense GFLOPs of the project's counter), the realization (speedup x FLOPs ratio:
-1.0 turns every saved FLOP into time) and peak memory. ``--train`` adds a training step of
-both models. A benchmark, not a test: run it on an otherwise idle machine.
+1.0 turns every saved FLOP into time) and peak memory. A config whose decode head samples
+too (``SparseFCNHead``) gets head masks at the same density, and its segmentor rows include
+the head (its dense twin's head computes densely). ``--train`` adds a training step of both
+models. A benchmark, not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ EPILOG = """examples:
   # training step only: the CPU family at its crop and batch
   seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \\
       --train-only --train-crop 128x256 --train-batch 4
+  # the whole segmentor with the decode head sampled too (docs/sparse_head.md)
+  seg-sparse bench \
+      configs/sparse_fcn/sparse-fcn-sparsehead_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \
+      --inputs 512x1024 --parts segmentor --densities 1.0 0.5 0.3 --threads 2
   # on a GPU
   seg-sparse bench --device cuda --quick
 """

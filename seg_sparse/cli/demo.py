@@ -19,10 +19,11 @@ Rerunning with the same data options reuses the generated scenes in <out-dir>/da
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
-        help="generate data, train a dense and a sparse model on CPU, report mIoU/GFLOPs",
+        help="generate data, train a dense and two sparse models on CPU, report mIoU/GFLOPs",
         description="End-to-end demo: synthetic street scenes (Cityscapes layout), a small "
-        "dense FCN and its sparse twin (fine-tuned from it), evaluation with GFLOPs and "
-        "densities, a picture of the sampled masks, and report.json.",
+        "dense FCN, its sparse twin and a twin that samples the decode head too (both "
+        "fine-tuned from the dense one), evaluation with GFLOPs and densities, pictures of "
+        "the sampled masks, and report.json.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="training iterations of the dense twin (default: the demo "
                         "config's, 200)")
     parser.add_argument("--sparse-iters", type=int, default=None,
-                        help="fine-tuning iterations of the sparse model (default: the demo "
+                        help="fine-tuning iterations of each sparse model (default: the demo "
                         "config's, 30)")
     parser.add_argument("--num-train", type=int, default=24, help="training scenes (default 24)")
     parser.add_argument("--num-val", type=int, default=8, help="validation scenes (default 8)")

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         load_weights(model, args.checkpoint, args.trust_checkpoint)
         measured, metric = evaluate_on_val_images(model, cfg, args.num_images)
-        report = metric.flops_profile(shape).with_densities(measured.pop("densities"))
+        report = metric.flops_profile(shape).with_densities(
+            measured.pop("densities"), measured.pop("head_densities", None))
         result.update(measured)
         name = measured["metric"]
         extra_rows[f"{name} ({measured['num_images']} images)"] = measured[name]

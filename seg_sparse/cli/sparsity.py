@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     per_block = {m.label: {b.name: tuple(b.conv_densities.values()) for b in m.blocks}
                  for m in models}
     png = osp.join(directory, "sparsity.png")
-    sparsity_bar_chart(per_block, png)
+    sparsity_bar_chart(per_block, png, head={m.label: m.head for m in models})
     report_written([
         write_json(directory, "sparsity.json", {"models": [m.to_dict() for m in models]}),
         write_text(directory, "sparsity.txt", text),

@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise CommandError(str(err)) from err
     for fig in figures:
-        shown = ", ".join(f"{n} {100 * (d1 + d2) / 2:.0f}%" for n, (d1, d2) in
-                          fig.densities.items())
+        shown = ", ".join([f"{n} {100 * (d1 + d2) / 2:.0f}%" for n, (d1, d2) in
+                           fig.densities.items()]
+                          + [f"head {n} {100 * d:.0f}%" for n, d in fig.head_densities.items()])
         print(f"{fig.image}: mean density {shown}")
     report_written([p for fig in figures for p in (fig.masks_png, fig.comparison_png)])
     return 0

@@ -11,6 +11,8 @@ from seg_sparse.errors import UserInputError
 #: The demo's configs (relative to the configs folder); see their headers for the choices.
 DENSE_CONFIG = "cpu/fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
 SPARSE_CONFIG = "cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
+#: The third model: the sparse backbone plus a sampled FCN head (docs/sparse_head.md).
+SPARSE_HEAD_CONFIG = "cpu/sparse-fcn-sparsehead_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py"
 #: Environment variable naming the configs folder when the package is not run from a checkout.
 CONFIGS_ENV = "SEG_SPARSE_CONFIGS"
 DEVICES = ("cpu", "cuda")
@@ -25,9 +27,10 @@ def configs_dir() -> Path:
     a link to the repository's ``configs/`` in a checkout)."""
     override = os.environ.get(CONFIGS_ENV)
     folder = Path(override) if override else Path(__file__).resolve().parents[1] / "configs"
-    if not (folder / DENSE_CONFIG).is_file() or not (folder / SPARSE_CONFIG).is_file():
+    names = (DENSE_CONFIG, SPARSE_CONFIG, SPARSE_HEAD_CONFIG)
+    if not all((folder / name).is_file() for name in names):
         raise DemoError(
-            f"demo configs not found under {folder} ({DENSE_CONFIG}, {SPARSE_CONFIG}); "
+            f"demo configs not found under {folder} ({', '.join(names)}); "
             f"reinstall seg-sparse or set {CONFIGS_ENV} to a checkout's configs/ folder"
         )
     return folder
@@ -38,9 +41,9 @@ class DemoSettings:
     """Options of ``seg-sparse demo``.
 
     ``iters``: training iterations of the dense twin (None: the config's); ``sparse_iters``:
-    fine-tuning iterations of the sparse model, started from the dense checkpoint (None: the
-    config's). ``size``: (H, W) of the generated scenes; training crops are half of it, the
-    evaluation runs on the full image.
+    fine-tuning iterations of the sparse models (sparse backbone; sparse backbone and head),
+    each started from the dense checkpoint (None: the config's). ``size``: (H, W) of the
+    generated scenes; training crops are half of it, the evaluation runs on the full image.
     """
 
     out_dir: Path

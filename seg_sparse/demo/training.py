@@ -73,6 +73,9 @@ def set_iterations(cfg: Config, iters: int) -> None:
     cfg.default_hooks.checkpoint.interval = iters
     if "max_iters" in cfg.model.backbone:
         cfg.model.backbone.max_iters = iters
+    head_sampling = cfg.model.get("decode_head", {}).get("sampling")
+    if head_sampling and "max_iters" in head_sampling:
+        head_sampling.max_iters = iters
 
 
 def build_config(config: Path, name: str, settings: DemoSettings,

@@ -8,7 +8,10 @@ official Cityscapes evaluation) add, to the same metrics dict and one logged tab
 * ``gflops_backbone_sparse``, ``gflops_total_sparse``: as executed, with the measured densities;
 * ``density_mean`` (mean over sampling blocks of (d1 + d2) / 2; 1.0 for the ``dense`` sampler's
   blocks, which report (1, 1)) and ``sampling_densities``
-  (block -> [d1, d2], a non-scalar that mmengine logs and writes to the test metrics JSON).
+  (block -> [d1, d2], a non-scalar that mmengine logs and writes to the test metrics JSON);
+* with a sampled decode head (``SparseFCNHead``): ``gflops_head_sparse`` (the head as
+  executed; ``gflops_total_sparse`` includes it), ``head_density_mean`` and
+  ``head_sampling_densities`` (head conv -> density).
 
 Densities come from the ``sampling_densities`` / ``sampling_input_shape`` metainfo that
 :class:`~seg_sparse.models.SparseEncoderDecoder` attaches to every prediction; they are averaged
@@ -37,7 +40,7 @@ from mmseg.registry import METRICS
 from torch import nn
 
 from seg_sparse.flops import FlopsReport, count_flops
-from seg_sparse.models.segmentors import DENSITIES_KEY, INPUT_SHAPE_KEY
+from seg_sparse.models.segmentors import DENSITIES_KEY, HEAD_DENSITIES_KEY, INPUT_SHAPE_KEY
 
 from .cityscapes_official import CityscapesOfficialMetric
 
@@ -47,7 +50,9 @@ _SHAPE_KEYS = (INPUT_SHAPE_KEY, "batch_input_shape", "img_shape")
 #: Accuracy figures repeated in the logged GFLOPs table.
 _ACCURACY_KEYS = ("mIoU", "aAcc", "mAcc", "averageScoreClasses")
 
-SamplingRecord = dict[str, Any]  # {"densities": {name: (d1, d2)} | None, "input_shape": (H, W)}
+#: {"densities": {name: (d1, d2)} | None, "head_densities": {name: d} | None,
+#:  "input_shape": (H, W)}
+SamplingRecord = dict[str, Any]
 
 
 def _field(sample: Any, key: str) -> Any:
@@ -62,26 +67,45 @@ def sampling_record(sample: Any) -> SamplingRecord:
     densities = _field(sample, DENSITIES_KEY)
     if densities is not None:
         densities = {str(k): (float(v[0]), float(v[1])) for k, v in densities.items()}
+    head = _field(sample, HEAD_DENSITIES_KEY)
+    if head is not None:
+        head = {str(k): float(v) for k, v in head.items()}
     shape = next((s for s in (_field(sample, k) for k in _SHAPE_KEYS) if s is not None), None)
     return {
         "densities": densities,
+        "head_densities": head,
         "input_shape": None if shape is None else (int(shape[0]), int(shape[1])),
     }
 
 
-def mean_densities(records: Sequence[SamplingRecord]) -> dict[str, tuple[float, float]] | None:
-    """Per block, the mean over images of (d1, d2); None if no image carries densities."""
+def _mean_over_images(records: Sequence[SamplingRecord],
+                      key: str) -> dict[str, tuple[float, ...]] | None:
+    """Per name under ``key``, the mean over the images that carry it (values: a number or
+    a tuple of numbers); None if no image carries any."""
     sums: dict[str, list[float]] = {}
     counts: Counter[str] = Counter()
     for record in records:
-        for name, (d1, d2) in (record["densities"] or {}).items():
-            acc = sums.setdefault(name, [0.0, 0.0])
-            acc[0] += d1
-            acc[1] += d2
+        for name, values in (record.get(key) or {}).items():
+            values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+            acc = sums.setdefault(name, [0.0] * len(values))
+            for i, value in enumerate(values):
+                acc[i] += value
             counts[name] += 1
     if not sums:
         return None
-    return {name: (s[0] / counts[name], s[1] / counts[name]) for name, s in sums.items()}
+    return {name: tuple(v / counts[name] for v in acc) for name, acc in sums.items()}
+
+
+def mean_densities(records: Sequence[SamplingRecord]) -> dict[str, tuple[float, float]] | None:
+    """Per block, the mean over images of (d1, d2); None if no image carries densities."""
+    means = _mean_over_images(records, "densities")
+    return None if means is None else {name: (m[0], m[1]) for name, m in means.items()}
+
+
+def mean_head_densities(records: Sequence[SamplingRecord]) -> dict[str, float] | None:
+    """Per sampled head conv, the mean density over images; None if no image carries one."""
+    means = _mean_over_images(records, "head_densities")
+    return None if means is None else {name: m[0] for name, m in means.items()}
 
 
 class SamplingMetricMixin:
@@ -155,6 +179,7 @@ class SamplingMetricMixin:
     ) -> tuple[dict[str, Any], FlopsReport | None]:
         metrics: dict[str, Any] = {}
         densities = mean_densities(records)
+        head_densities = mean_head_densities(records)
         shapes = Counter(r["input_shape"] for r in records if r["input_shape"] is not None)
         if self._flops_model is None or not shapes:
             why = ("no model was handed over: add dict(type='SparseFlopsHook') to custom_hooks"
@@ -163,7 +188,8 @@ class SamplingMetricMixin:
                       level=logging.WARNING)
             report = None
         else:
-            reports = {s: self.flops_profile(s).with_densities(densities) for s in shapes}
+            reports = {s: self.flops_profile(s).with_densities(densities, head_densities)
+                       for s in shapes}
             report = reports[shapes.most_common(1)[0][0]]
             n = sum(shapes.values())
 
@@ -176,10 +202,11 @@ class SamplingMetricMixin:
                 gflops_total_dense=mean("total_dense"),
             )
             if densities is not None:
-                metrics.update(
-                    gflops_backbone_sparse=mean("backbone_sparse"),
-                    gflops_total_sparse=mean("total_sparse"),
-                )
+                metrics["gflops_backbone_sparse"] = mean("backbone_sparse")
+            if head_densities is not None:
+                metrics["gflops_head_sparse"] = mean("head_sparse")
+            if report.has_densities:
+                metrics["gflops_total_sparse"] = mean("total_sparse")
         if densities is not None:
             mean_density = report.mean_density() if report is not None else None
             if mean_density is None:  # no model, or no sampling block: all reported blocks
@@ -188,6 +215,10 @@ class SamplingMetricMixin:
             metrics["sampling_densities"] = {
                 k: [round(d1, 4), round(d2, 4)] for k, (d1, d2) in densities.items()
             }
+        if head_densities is not None:
+            metrics["head_density_mean"] = sum(head_densities.values()) / len(head_densities)
+            metrics["head_sampling_densities"] = {
+                k: round(d, 4) for k, d in head_densities.items()}
         return metrics, report
 
 

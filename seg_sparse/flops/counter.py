@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from seg_sparse.sampling import execution_mode
+from seg_sparse.sampling import HeadSampling, execution_mode
 
-from .report import BlockFlops, Densities, FlopsReport
+from .report import BlockFlops, Densities, FlopsReport, HeadDensities, HeadLayerFlops
 
 #: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
 #: else inside a block counts as "other" (dense).
@@ -167,6 +167,29 @@ def _profile_block(name: str, block: nn.Module, recorder: _Recorder) -> BlockFlo
     )
 
 
+def _profile_head(head: nn.Module, recorder: _Recorder) -> tuple[HeadLayerFlops, ...]:
+    """Per sampled conv of a decode head that samples (``SparseFCNHead``: ``sampling``, a
+    :class:`HeadSampling`, ``head_layers()`` and ``sampled_layer_names()``); () otherwise."""
+    sampling = getattr(head, "sampling", None)
+    if not isinstance(sampling, HeadSampling) or sampling.is_dense:
+        return ()
+    layers = head.head_layers()
+    names = head.sampled_layer_names()
+    profiled = []
+    for i, ((conv, _), name) in enumerate(zip(layers.convs, names)):
+        last = i == len(layers.convs) - 1
+        _, _, h, w = recorder.shapes[conv]
+        channels = layers.classifier.out_channels if last else conv.out_channels
+        k = sampling.interps[i].window
+        profiled.append(HeadLayerFlops(
+            name=name,
+            macs=recorder.macs[conv] + (recorder.macs[layers.classifier] if last else 0),
+            mask_macs=sampling.masks[i].conv.weight.numel() * h * w,  # fused, not a module call
+            interp=k * k * channels * h * w,
+        ))
+    return tuple(profiled)
+
+
 def _split_segmentor(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     """(backbone, [neck, decode_head]) of an mmseg segmentor; a bare backbone has no head."""
     backbone = getattr(model, "backbone", None)
@@ -182,13 +205,15 @@ def count_flops(
     input_shape: tuple[int, int],
     densities: Densities | None = None,
     in_channels: int = 3,
+    head_densities: HeadDensities | None = None,
 ) -> FlopsReport:
     """MACs of ``model`` (an mmseg segmentor, or a bare backbone) at input ``(H, W)``.
 
     Runs backbone -> neck -> decode head once in eval mode on a zero image of batch 1 (the
     auxiliary head is not run, as at inference), restoring train mode and the global RNG
     afterwards. ``densities`` maps block names (relative to the backbone, e.g. ``layer3.2``)
-    to mask densities ``(d1, d2)`` and adds the executed ("sparse") figures.
+    to mask densities ``(d1, d2)`` and adds the executed ("sparse") figures; for a decode
+    head that samples, ``head_densities`` (head conv name -> density) does the same.
     """
     h, w = (int(v) for v in input_shape)
     if h <= 0 or w <= 0:
@@ -221,5 +246,8 @@ def count_flops(
         backbone_other=recorder.total(backbone) - in_blocks,
         head=sum(recorder.total(m) for m in heads),
         blocks=blocks,
+        head_layers=tuple(layer for head in heads for layer in _profile_head(head, recorder)),
     )
-    return report.with_densities(densities) if densities is not None else report
+    if densities is None and head_densities is None:
+        return report
+    return report.with_densities(densities, head_densities)

@@ -17,8 +17,11 @@ Two figures per model:
   where interp(m1) is a k x k single-output-channel conv over conv1's output channels (P) at
   conv1's resolution and interp(m2) the same over conv3's output channels (4P) at the block's
   output resolution, k the block's interpolation window (``interp_window``, 7 by default).
-  Stem, downsample convs, dense blocks and the head stay dense. At d = 1 the sparse figure is
-  the dense one plus the mask predictors.
+  Stem, downsample convs and dense blocks stay dense. At d = 1 the sparse figure is the dense
+  one plus the mask predictors. A sampled decode head (``SparseFCNHead``) counts per conv with
+  density d: ``conv*d + mask + interp*d*(1-d)``, the classifier at the last conv's density
+  and that conv's interpolation over the classifier's output channels (the logits are what
+  is interpolated); other heads stay dense (:class:`HeadLayerFlops`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ MASK_ROLES = ("mask1", "mask2")
 ROLES = D1_ROLES + D2_ROLES + DENSE_ROLES + MASK_ROLES
 
 Densities = Mapping[str, tuple[float, float]]
+HeadDensities = Mapping[str, float]
 
 
 def _giga(macs: float) -> float:
@@ -87,6 +91,25 @@ class BlockFlops:
         )
 
 
+@dataclass(frozen=True)
+class HeadLayerFlops:
+    """MACs of one sampled conv of the decode head at full density.
+
+    ``macs``: the convs run at this conv's density (the conv; for the last, the classifier
+    too); ``mask_macs``: its mask predictor (dense); ``interp``: k*k*channels*H*W of its
+    interpolation before the d*(1-d) weighting, channels of the tensor interpolated (the
+    conv's output; the classifier's logits for the last conv).
+    """
+
+    name: str
+    macs: int
+    mask_macs: int
+    interp: int
+
+    def sparse_macs(self, d: float) -> float:
+        return self.macs * d + self.mask_macs + self.interp * d * (1.0 - d)
+
+
 def _check_density(name: str, value: Any) -> tuple[float, float]:
     try:
         d1, d2 = (float(v) for v in value)
@@ -127,6 +150,33 @@ def normalize_densities(
     return result
 
 
+def normalize_head_densities(
+    densities: HeadDensities, layers: tuple[HeadLayerFlops, ...]
+) -> dict[str, float]:
+    """Validate head densities (conv names relative to the head; a leading ``decode_head.`` is
+    accepted): one value in [0, 1] for every sampled head conv."""
+    known = [layer.name for layer in layers]
+    result: dict[str, float] = {}
+    for raw_name, value in densities.items():
+        name = raw_name.removeprefix("decode_head.")
+        if name not in known:
+            raise ValueError(f"density given for unknown head conv {raw_name!r}; sampled convs "
+                             f"of this head: {known}")
+        try:
+            d = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"density of head conv {raw_name!r} must be a number, got "
+                             f"{value!r}") from None
+        if not 0.0 <= d <= 1.0:
+            raise ValueError(f"density of head conv {raw_name!r} must lie in [0, 1], got "
+                             f"{value!r}")
+        result[name] = d
+    missing = [n for n in known if n not in result]
+    if missing:
+        raise ValueError(f"no density given for sampled head convs {missing}")
+    return result
+
+
 @dataclass(frozen=True)
 class FlopsReport:
     """MAC profile of a segmentor at one input shape, optionally with measured densities.
@@ -140,15 +190,27 @@ class FlopsReport:
     head: int  # neck (if any) + decode head; the auxiliary head does not run at inference
     blocks: tuple[BlockFlops, ...] = ()
     densities: dict[str, tuple[float, float]] | None = field(default=None)
+    head_layers: tuple[HeadLayerFlops, ...] = ()  # sampled convs of the decode head
+    head_densities: dict[str, float] | None = field(default=None)
 
-    def with_densities(self, densities: Densities | None) -> FlopsReport:
-        if densities is None:
-            return replace(self, densities=None)
-        return replace(self, densities=normalize_densities(densities, self.blocks))
+    def with_densities(self, densities: Densities | None,
+                       head_densities: HeadDensities | None = None) -> FlopsReport:
+        """The executed figures at block densities ``densities`` and, for a sampled head,
+        ``head_densities`` (either None: that part dense)."""
+        return replace(
+            self,
+            densities=None if densities is None else normalize_densities(densities, self.blocks),
+            head_densities=None if head_densities is None
+            else normalize_head_densities(head_densities, self.head_layers),
+        )
 
     @property
     def is_sparse(self) -> bool:
-        return any(b.sparse for b in self.blocks)
+        return any(b.sparse for b in self.blocks) or bool(self.head_layers)
+
+    @property
+    def has_densities(self) -> bool:
+        return self.densities is not None or self.head_densities is not None
 
     # -- MACs -------------------------------------------------------------------------------
     @property
@@ -172,6 +234,29 @@ class FlopsReport:
             b.sparse_macs(*self.block_density(b)) for b in self.blocks
         )
 
+    @property
+    def mask_macs_head(self) -> int:
+        return sum(layer.mask_macs for layer in self.head_layers)
+
+    @property
+    def head_sparse_macs(self) -> float | None:
+        """The decode head as executed (None without head densities)."""
+        if self.head_densities is None:
+            return None
+        return self.head + sum(layer.sparse_macs(self.head_densities[layer.name]) - layer.macs
+                               for layer in self.head_layers)
+
+    @property
+    def total_sparse_macs(self) -> float | None:
+        """Backbone + head as executed, each part dense where it has no densities (None
+        when neither has)."""
+        if not self.has_densities:
+            return None
+        backbone = self.backbone_sparse_macs
+        head = self.head_sparse_macs
+        return (self.backbone_dense_macs if backbone is None else backbone) + \
+            (self.head if head is None else head)
+
     # -- GFLOPs -----------------------------------------------------------------------------
     @property
     def backbone_dense(self) -> float:
@@ -191,9 +276,14 @@ class FlopsReport:
         return None if macs is None else _giga(macs)
 
     @property
+    def head_sparse(self) -> float | None:
+        macs = self.head_sparse_macs
+        return None if macs is None else _giga(macs)
+
+    @property
     def total_sparse(self) -> float | None:
-        macs = self.backbone_sparse_macs
-        return None if macs is None else _giga(macs + self.head)
+        macs = self.total_sparse_macs
+        return None if macs is None else _giga(macs)
 
     def mean_density(self) -> float | None:
         """Mean over sparse blocks of (d1 + d2) / 2 (None without densities or sparse blocks)."""
@@ -204,14 +294,21 @@ class FlopsReport:
             return None
         return sum(d1 + d2 for d1, d2 in pairs) / (2 * len(pairs))
 
+    def mean_head_density(self) -> float | None:
+        """Mean over the sampled head convs of their density (None without head densities)."""
+        if not self.head_densities:
+            return None
+        return sum(self.head_densities.values()) / len(self.head_densities)
+
     # -- output -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary in GFLOPs (= GMACs)."""
         sparse = None
-        if self.densities is not None:
+        if self.has_densities:
+            head = self.head_sparse
             sparse = {
                 "backbone": self.backbone_sparse,
-                "head": self.head_gflops,
+                "head": self.head_gflops if head is None else head,
                 "total": self.total_sparse,
             }
         blocks = []
@@ -235,18 +332,29 @@ class FlopsReport:
                 "total": self.total_dense,
             },
             "sparse": sparse,
-            "mask_predictors": _giga(self.mask_macs),
+            "mask_predictors": _giga(self.mask_macs + self.mask_macs_head),
             "mean_density": self.mean_density(),
+            "mean_head_density": self.mean_head_density(),
             "blocks": blocks,
+            "head_layers": [self._head_layer_dict(layer) for layer in self.head_layers],
         }
 
+    def _head_layer_dict(self, layer: HeadLayerFlops) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": layer.name, "dense": _giga(layer.macs),
+                               "mask_predictor": _giga(layer.mask_macs)}
+        if self.head_densities is not None:
+            d = self.head_densities[layer.name]
+            row.update(density=d, executed=_giga(layer.sparse_macs(d)))
+        return row
+
     def format_table(self, title: str | None = None, extra_rows: Mapping[str, Any] = ()) -> str:
-        """One table: a row per bottleneck block, then backbone / head / total.
+        """One table: a row per bottleneck block and sampled head conv, then backbone / head /
+        total.
 
         Without densities only the dense column is shown. ``extra_rows`` (name -> value) are
         appended with the value in the first number column, e.g. ``{"mIoU": 71.2}``.
         """
-        has_d = self.densities is not None
+        has_d = self.has_densities
         mark_dense = self.is_sparse  # label the dense blocks of a partly sparse backbone
 
         def fmt(v: float | None, digits: int = 4) -> str:
@@ -270,18 +378,32 @@ class FlopsReport:
         for i, b in enumerate(self.blocks):
             label = f"{b.name} (dense)" if mark_dense and not b.sparse else b.name
             last = i == len(self.blocks) - 1
-            if has_d:
+            if self.densities is not None:
                 d1, d2 = self.block_density(b)
                 add(label, fmt(_giga(b.dense_macs)), fmt(_giga(b.sparse_macs(d1, d2))),
                     fmt(d1, 3), fmt(d2, 3), divider=last)
             else:
-                add(label, fmt(_giga(b.dense_macs)), divider=last)
-        add("backbone", fmt(self.backbone_dense), fmt(self.backbone_sparse))
-        add("head", fmt(self.head_gflops), fmt(self.head_gflops))
+                add(label, fmt(_giga(b.dense_macs)), fmt(_giga(b.dense_macs)) if has_d else "",
+                    divider=last)
+        for layer in self.head_layers:
+            if self.head_densities is not None:
+                d = self.head_densities[layer.name]
+                add(f"head {layer.name}", fmt(_giga(layer.macs)),
+                    fmt(_giga(layer.sparse_macs(d))), d1=fmt(d, 3))
+            else:
+                add(f"head {layer.name}", fmt(_giga(layer.macs)))
+        backbone_executed = self.backbone_sparse if self.densities is not None \
+            else self.backbone_dense
+        head_executed = self.head_sparse if self.head_densities is not None else self.head_gflops
+        add("backbone", fmt(self.backbone_dense), fmt(backbone_executed) if has_d else "")
+        add("head", fmt(self.head_gflops), fmt(head_executed) if has_d else "")
         add("total", fmt(self.total_dense), fmt(self.total_sparse))
         mean = self.mean_density()
         if mean is not None:
             add("mean density", "", "", d1=fmt(mean, 3))
+        mean_head = self.mean_head_density()
+        if mean_head is not None:
+            add("mean head density", "", "", d1=fmt(mean_head, 3))
         for key, value in dict(extra_rows).items():
             add(key, value if isinstance(value, str) else fmt(value, 2))
         h, w = self.input_shape

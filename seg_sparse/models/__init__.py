@@ -1,7 +1,8 @@
-"""Model registrations: sparse backbones, the segmentor (mmseg) and the detector (mmdet) that
-train their sampling masks."""
+"""Model registrations: sparse backbones, the sparse FCN head, the segmentor (mmseg) and the
+detector (mmdet) that train their sampling masks."""
 
 from .backbones import SparseResNetV1c, SparseResNeXt
+from .decode_heads import SparseFCNHead
 from .detection import SparseDetResNet, SparseDetResNeXt, SparseFasterRCNN
 from .segmentors import SparseEncoderDecoder
 
@@ -9,6 +10,7 @@ __all__ = [
     "SparseDetResNeXt",
     "SparseDetResNet",
     "SparseEncoderDecoder",
+    "SparseFCNHead",
     "SparseFasterRCNN",
     "SparseResNeXt",
     "SparseResNetV1c",

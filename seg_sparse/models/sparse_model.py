@@ -14,13 +14,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seg_sparse.sampling import SparseBottleneck, block_densities, sparse_blocks, sparsity_loss
+from seg_sparse.sampling import (
+    HeadSampling,
+    SparseBottleneck,
+    block_densities,
+    mask_density,
+    sampled_decode_head,
+    sparse_blocks,
+    sparsity_loss,
+)
 
 #: Metainfo keys that ``predict()`` attaches to every data sample (read by the sparse metrics
 #: and the FLOPs counter): block name (relative to the backbone) -> (d1, d2), and (H, W) of the
 #: network input those densities were measured at.
 DENSITIES_KEY = "sampling_densities"
 INPUT_SHAPE_KEY = "sampling_input_shape"
+#: Metainfo key of a sampled decode head's densities: conv name (relative to the head, e.g.
+#: ``conv_cat``) -> fraction of positions computed, averaged like the blocks'.
+HEAD_DENSITIES_KEY = "head_sampling_densities"
 
 
 class DensityRecorder:
@@ -34,33 +45,49 @@ class DensityRecorder:
         self.sums: dict[str, Tensor] = {}
         self.area = 0
 
-    def add(self, densities: dict[str, tuple[Tensor, Tensor]], area: int) -> None:
-        for name, (d1, d2) in densities.items():
-            value = torch.stack([d1, d2], dim=1).double() * area  # (B, 2)
+    def add(self, densities: dict[str, tuple[Tensor, ...]], area: int) -> None:
+        """``densities``: name -> per-image densities (B,) of each of its masks."""
+        for name, values in densities.items():
+            value = torch.stack(list(values), dim=1).double() * area  # (B, masks)
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.area += area
 
-    def per_image(self, index: int) -> dict[str, tuple[float, float]]:
-        return {
-            name: (float(s[index, 0] / self.area), float(s[index, 1] / self.area))
-            for name, s in self.sums.items()
-        }
+    def per_image(self, index: int) -> dict[str, tuple[float, ...]]:
+        return {name: tuple(float(v / self.area) for v in s[index])
+                for name, s in self.sums.items()}
 
 
-def sampling_log(blocks: list[tuple[str, SparseBottleneck]], weight: float) -> dict[str, Tensor]:
-    """``loss_sparse`` of the sampling blocks' last forward, plus the logged ``density`` (mean
-    soft-mask density over blocks and both masks) and ``temperature`` (for samplers that use
-    one). Only ``loss_sparse`` has ``loss`` in its name, so only it is added to the loss."""
+def head_densities(head: HeadSampling, names: list[str]) -> dict[str, tuple[Tensor]]:
+    """conv name -> (per-image density (B,),) of a sampled head's last forward."""
+    if head.last_sampling is None:
+        raise RuntimeError("the sampled head has not run a forward pass yet")
+    return {name: (mask_density(head.sampler, mask),)
+            for name, mask in zip(names, head.last_sampling.masks)}
+
+
+def sampling_log(blocks: list[tuple[str, SparseBottleneck]], weight: float,
+                 heads: list[HeadSampling] = ()) -> dict[str, Tensor]:
+    """``loss_sparse`` of the sampling blocks' and heads' last forward, plus the logged
+    ``density`` (mean soft-mask density over blocks and both masks), ``density_head`` (over
+    the sampled head convs) and ``temperature`` (for samplers that use one). Only
+    ``loss_sparse`` has ``loss`` in its name, so only it is added to the loss."""
     sampling = [(n, b) for n, b in blocks if not b.is_dense]
-    if not sampling:
+    heads = [h for h in heads if not h.is_dense]
+    if not sampling and not heads:
         return {}
-    out = {"loss_sparse": sparsity_loss(sampling, weight)}
+    out = {"loss_sparse": sparsity_loss(sampling, weight, heads)}
     with torch.no_grad():
-        densities = block_densities(sampling)
-        out["density"] = torch.stack(
-            [torch.stack([d1.mean(), d2.mean()]) for d1, d2 in densities.values()]
-        ).mean()
-        temperatures = [b.temperature.value for _, b in sampling if b.sampler.uses_temperature]
+        if sampling:
+            densities = block_densities(sampling)
+            out["density"] = torch.stack(
+                [torch.stack([d1.mean(), d2.mean()]) for d1, d2 in densities.values()]
+            ).mean()
+        if heads:
+            out["density_head"] = torch.stack(
+                [mask_density(h.sampler, m).mean() for h in heads for m in h.last_sampling.masks]
+            ).mean()
+        temperatures = [layer.temperature.value for layer in [b for _, b in sampling] + heads
+                        if layer.sampler.uses_temperature]
         if temperatures:
             out["temperature"] = temperatures[0].detach().clone()
     return out
@@ -83,9 +110,18 @@ class SparseModelMixin:
         super().__init__(**kwargs)
         self.sparse_loss_weight = float(sparse_loss_weight)
         self._recorder: DensityRecorder | None = None
+        self._head_recorder: DensityRecorder | None = None
 
     def _blocks(self) -> list[tuple[str, SparseBottleneck]]:
         return list(sparse_blocks(self.backbone))
+
+    def _record_head(self, inputs: Tensor) -> None:
+        """Add the decode head's densities of the forward that just ran (during predict)."""
+        sampled = sampled_decode_head(self)
+        if self._head_recorder is not None and sampled is not None:
+            head, sampling = sampled
+            self._head_recorder.add(head_densities(sampling, head.sampled_layer_names()),
+                                    inputs.shape[-2] * inputs.shape[-1])
 
     def extract_feat(self, inputs: Tensor) -> Any:
         feats = super().extract_feat(inputs)  # type: ignore[misc]
@@ -97,20 +133,26 @@ class SparseModelMixin:
 
     def loss(self, inputs: Tensor, data_samples: Any) -> dict:
         losses = super().loss(inputs, data_samples)  # type: ignore[misc]
-        losses.update(sampling_log(self._blocks(), self.sparse_loss_weight))
+        sampled = sampled_decode_head(self)
+        heads = [] if sampled is None else [sampled[1]]
+        losses.update(sampling_log(self._blocks(), self.sparse_loss_weight, heads))
         return losses
 
     def predict(self, inputs: Tensor, data_samples: Any = None, **kwargs: Any) -> list:
-        self._recorder = DensityRecorder()
+        self._recorder, self._head_recorder = DensityRecorder(), DensityRecorder()
         try:
             results = super().predict(inputs, data_samples, **kwargs)  # type: ignore[misc]
-            recorder = self._recorder
+            recorder, head_recorder = self._recorder, self._head_recorder
         finally:
-            self._recorder = None
+            self._recorder = self._head_recorder = None
         input_shape = (int(inputs.shape[-2]), int(inputs.shape[-1]))
         for i, sample in enumerate(results):
-            sample.set_metainfo({
+            info = {
                 DENSITIES_KEY: recorder.per_image(i) if recorder.area else {},
                 INPUT_SHAPE_KEY: input_shape,
-            })
+            }
+            if head_recorder.area:
+                info[HEAD_DENSITIES_KEY] = {
+                    name: d for name, (d,) in head_recorder.per_image(i).items()}
+            sample.set_metainfo(info)
         return results

@@ -16,7 +16,13 @@ The method as implemented, and where it departs from the paper: docs/design.md.
 * :func:`grid_prior_mask`, :func:`apply_grid_prior`, :func:`check_grid_interval` -- the
   always-computed lattice.
 * :class:`GaussianInterpolation` -- normalized separable Gaussian interpolation.
-* Over a whole model: :func:`sparse_blocks`, :func:`sparsity_loss`, :func:`block_densities`,
+* :class:`SamplingLayer` -- what blocks and heads share (sampler, grid prior, execution
+  mode, ``mask_override``, generator, ``draw``).
+* :class:`HeadSampling` -- the same sampling for the convs of an FCN-style decode head
+  (:class:`HeadLayers` describes them), masked and executed (:mod:`.head`).
+* Over a whole model: :func:`sparse_blocks`, :func:`sampling_heads`,
+  :func:`sampled_decode_head`, :func:`sampling_layers`, :func:`sparsity_loss`,
+  :func:`block_densities`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
   :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
 * Inference execution (:mod:`.execution`): ``SparseBottleneck.execution`` ``'masked'`` (the
@@ -28,14 +34,19 @@ The method as implemented, and where it departs from the paper: docs/design.md.
 from .bottleneck import SamplingOutput, SparseBottleneck
 from .execution import EXECUTION_MODES
 from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
+from .head import HeadLayers, HeadSampling, HeadSamplingOutput, check_head_layers
 from .interpolation import GaussianInterpolation
+from .layer import SamplingLayer
 from .masks import MaskPredictor
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
     execution_mode,
     mask_density,
+    sampled_decode_head,
     sampling_generators,
+    sampling_heads,
+    sampling_layers,
     set_execution,
     set_sampling_generator,
     set_temperature_iter,
@@ -49,19 +60,27 @@ __all__ = [
     "SAMPLERS",
     "GaussianInterpolation",
     "GumbelTemperature",
+    "HeadLayers",
+    "HeadSampling",
+    "HeadSamplingOutput",
     "MaskPredictor",
     "MaskSampler",
     "SampleResult",
+    "SamplingLayer",
     "SamplingOutput",
     "SparseBottleneck",
     "apply_grid_prior",
     "block_densities",
     "build_sampler",
     "check_grid_interval",
+    "check_head_layers",
     "execution_mode",
     "grid_prior_mask",
     "mask_density",
+    "sampled_decode_head",
     "sampling_generators",
+    "sampling_heads",
+    "sampling_layers",
     "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",

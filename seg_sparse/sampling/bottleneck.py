@@ -9,11 +9,10 @@ import torch
 from torch import nn
 
 from ..ops import DeformConv2d
-from .execution import BlockExecutor, check_execution, gather_below, uses_executor
-from .grid import apply_grid_prior, check_grid_interval
+from .execution import BlockExecutor, gather_below, uses_executor
 from .interpolation import GaussianInterpolation
+from .layer import SamplingLayer
 from .masks import MaskPredictor, paired_mask_logits
-from .samplers import MaskSampler, build_sampler
 from .temperature import GumbelTemperature
 
 
@@ -34,7 +33,7 @@ class SamplingOutput:
     mask2: torch.Tensor
 
 
-class SparseBottleneck(nn.Module):
+class SparseBottleneck(SamplingLayer):
     """ResNet bottleneck ('pytorch' style: stride on conv2) with stochastic feature sampling.
 
     Forward (docs/design.md, "One block")::
@@ -84,7 +83,7 @@ class SparseBottleneck(nn.Module):
         width: int | None = None,
         execution: str = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(sampler, grid_interval, execution)
         width = planes if width is None else width
         self.inplanes = inplanes
         self.planes = planes
@@ -92,14 +91,7 @@ class SparseBottleneck(nn.Module):
         self.dilation = dilation
         self.with_dcn = with_dcn
         self.groups = groups
-        self.sampler: MaskSampler = build_sampler(sampler)
-        check_grid_interval(grid_interval)
-        self.grid_interval = grid_interval
-        self.execution = check_execution(execution)
-        #: (mask1, mask2) to use instead of sampling (tests, benchmarks at set densities)
-        self.mask_override: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_sampling: SamplingOutput | None = None
-        self._generator: torch.Generator | None = None
         self._executor = BlockExecutor()
 
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
@@ -128,14 +120,8 @@ class SparseBottleneck(nn.Module):
             self.temperature = GumbelTemperature(t0=t0, t_final=t_final, max_iters=max_iters)
         self.reset_sampling_parameters()
 
-    @property
-    def is_dense(self) -> bool:
-        """True for the ``dense`` sampler: no sampling layers, plain bottleneck forward."""
-        return self.sampler.is_dense
-
     def extra_repr(self) -> str:
-        return (f"sampler={self.sampler.name!r}, grid_interval={self.grid_interval}, "
-                f"with_dcn={self.with_dcn}, groups={self.groups}")
+        return f"{super().extra_repr()}, with_dcn={self.with_dcn}, groups={self.groups}"
 
     def reset_sampling_parameters(self) -> None:
         """Initialise the new layers: offsets 0, mask predictors 0 / bias 3, bandwidth 3.
@@ -158,10 +144,6 @@ class SparseBottleneck(nn.Module):
         state["_executor"] = BlockExecutor()  # folded weights are rebuilt on demand
         return state
 
-    def set_generator(self, generator: torch.Generator | None) -> None:
-        """Use ``generator`` for the sampling noise (None: torch's global RNG)."""
-        self._generator = generator
-
     def _sample(
         self, which: int, logits: torch.Tensor, size: torch.Size
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,14 +152,8 @@ class SparseBottleneck(nn.Module):
         if logits.shape[-2:] != size:
             raise RuntimeError(f"mask of shape {tuple(logits.shape)} does not match the "
                                f"features' spatial size {tuple(size)}")
-        result = self.sampler(logits, self.training, self.temperature.value, self._generator)
-        if self.mask_override is not None:
-            mask = self.mask_override[which]
-            if mask.shape != logits.shape:
-                raise ValueError(f"mask_override of shape {tuple(mask.shape)} does not match "
-                                 f"the block's mask shape {tuple(logits.shape)}")
-            return result.prob, mask.to(logits.dtype)
-        return result.prob, apply_grid_prior(result.mask, self.grid_interval)
+        result = self.draw(which, logits)
+        return result.prob, result.mask
 
     def _record_dense(self, x: torch.Tensor, size2: torch.Size) -> None:
         b, h1, w1 = x.shape[0], *x.shape[-2:]

@@ -30,10 +30,10 @@ executor loses (:data:`MASKED_AUTO_DEVICES`: CUDA) keeps sampling blocks on the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ from .sparse_interpolation import InterpolationPlan, plan_interpolation
 
 if TYPE_CHECKING:
     from .bottleneck import SparseBottleneck
+
+T = TypeVar("T")
 
 #: Execution modes of a block at inference (training always runs ``'masked'``).
 EXECUTION_MODES = ("masked", "sparse", "auto")
@@ -76,13 +78,15 @@ def uses_executor(mode: str, training: bool, sampling: bool, device_type: str) -
     return not (mode == "auto" and sampling and device_type in MASKED_AUTO_DEVICES)
 
 
-def gather_below(mode: str, device_type: str) -> float:
-    """Density under which a layer is gathered: always for ``'sparse'``, else the crossover."""
+def gather_below(mode: str, device_type: str,
+                 crossover: Mapping[str, float] = GATHER_BELOW) -> float:
+    """Density under which a layer is gathered: always for ``'sparse'``, else the crossover
+    (per device type: the blocks' :data:`GATHER_BELOW` unless a layer kind measured its own)."""
     if mode == "sparse":
         return 2.0
     if _gather_override is not None:
         return _gather_override
-    return GATHER_BELOW.get(device_type, 0.0)
+    return crossover.get(device_type, 0.0)
 
 
 @contextmanager
@@ -150,21 +154,32 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-class BlockExecutor:
-    """Runs one block's inference from its masks; folded weights are cached until the
-    block's parameters or buffers change (``load_state_dict``, an optimizer step, ``.to()``)."""
+class FoldCache:
+    """Folded inference weights of one module, rebuilt when any of its parameters or buffers
+    changes (``load_state_dict``, an optimizer step, ``.to()``)."""
 
     def __init__(self) -> None:
         self._key: tuple | None = None
-        self._folded: FoldedBlock | None = None
+        self._value: Any = None
+
+    def get(self, module: nn.Module, fold: Callable[[], T]) -> T:
+        key = _state_key(module)
+        if self._value is None or key != self._key:
+            with torch.no_grad():
+                self._value = fold()
+            self._key = key
+        return self._value
+
+
+class BlockExecutor:
+    """Runs one block's inference from its masks; folded weights are cached until the
+    block's parameters or buffers change (:class:`FoldCache`)."""
+
+    def __init__(self) -> None:
+        self._cache = FoldCache()
 
     def folded(self, block: SparseBottleneck) -> FoldedBlock:
-        key = _state_key(block)
-        if self._folded is None or key != self._key:
-            with torch.no_grad():
-                self._folded = fold_block(block)
-            self._key = key
-        return self._folded
+        return self._cache.get(block, lambda: fold_block(block))
 
     @torch.no_grad()
     def __call__(
@@ -219,33 +234,75 @@ def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> Interpolation
     return plan_interpolation(mask, kernel, interp.eps, src.column, src.binary)
 
 
-def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
-           mask: torch.Tensor | None, gather_below: float) -> torch.Tensor:
-    """conv1 + BN + ReLU, interpolated where m1 did not sample: (B*H*W, P) rows."""
-    total = rows.shape[0]
+def gathers(mask: torch.Tensor, gather_below: float) -> bool:
+    """Whether a layer with ``mask`` runs at its sampled positions only (else on the full map)."""
+    return float((mask.reshape(-1) > 0).float().mean()) < gather_below
+
+
+def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
+                 compute_all: Callable[[], torch.Tensor], total: int,
+                 mask: torch.Tensor | None, interp: nn.Module | None,
+                 gather_below: float) -> torch.Tensor:
+    """(B*H*W, C) rows of a layer computed where ``mask`` is non-zero and filled by ``interp``
+    elsewhere: ``interp(layer(x), mask)`` of the masked path.
+
+    ``compute_at(index)`` gives the layer's rows at flat positions ``index``,
+    ``compute_all()`` at every position; which one runs follows :func:`gathers`. Without a
+    mask (a dense layer) ``interp`` may be None.
+    """
     if mask is None:
-        return torch.addmm(fw.b1, rows, fw.w1).relu_()
+        return compute_all()
     flat = mask.reshape(-1)
-    gathered = float((flat > 0).float().mean()) < gather_below
+    gathered = gathers(mask, gather_below)
     src = _sources(mask, gathered)
     if src.is_everything(total):
-        return torch.addmm(fw.b1, rows, fw.w1).relu_()
+        return compute_all()
     if gathered:
-        computed = torch.addmm(fw.b1, rows.index_select(0, src.index), fw.w1).relu_()
+        computed = compute_at(src.index)
         # binary: sources and targets partition the map, every row is written below
         out = computed.new_empty(total, computed.shape[1]) if src.binary \
             else computed.new_zeros(total, computed.shape[1])
         out.index_copy_(0, src.index, computed if src.binary else computed * flat[src.index, None])
     else:
-        computed = torch.addmm(fw.b1, rows, fw.w1).relu_()
+        computed = compute_all()
         out = computed.clone() if src.binary else computed * flat[:, None]
-    plan = _plan(block.interp1, mask, src)
+    plan = _plan(interp, mask, src)
     fill = plan.fill(computed)
     if plan.keep is None:
         out.index_copy_(0, plan.targets, fill)
     else:
         out.index_add_(0, plan.targets, fill * plan.keep[:, None])
     return out
+
+
+def add_interpolated(out: torch.Tensor, mask: torch.Tensor, interp: nn.Module,
+                     rows_at: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Add to ``out`` (B*H*W, C) an affine layer's output without its bias, computed only
+    where ``mask`` is non-zero (``rows_at(index)``: its rows at flat positions ``index``) and
+    interpolated everywhere else.
+
+    The masked path interpolates the layer's input, then applies the layer (a 1x1 conv, or
+    conv + BN: affine). The interpolation weights are normalized, so this is the same where a
+    computed neighbour is in reach; ``out`` must already hold the layer's bias b at every
+    position, which makes it the same where the eps clamp acts too: at a target the masked
+    path gives S @ (y + b) + (1 - coverage) b = S @ y + b (S's rows sum to the coverage).
+    """
+    src = _sources(mask, True)
+    rows = rows_at(src.index)
+    flat = mask.reshape(-1)
+    out.index_add_(0, src.index, rows if src.binary else rows * flat[src.index, None])
+    plan = _plan(interp, mask, src)
+    fill = plan.fill(rows)
+    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
+
+
+def _conv1(fw: FoldedBlock, block: SparseBottleneck, rows: torch.Tensor,
+           mask: torch.Tensor | None, gather_below: float) -> torch.Tensor:
+    """conv1 + BN + ReLU, interpolated where m1 did not sample: (B*H*W, P) rows."""
+    return sampled_rows(
+        lambda index: torch.addmm(fw.b1, rows.index_select(0, index), fw.w1).relu_(),
+        lambda: torch.addmm(fw.b1, rows, fw.w1).relu_(),
+        rows.shape[0], mask, None if mask is None else block.interp1, gather_below)
 
 
 def _conv2_dense(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor,
@@ -280,32 +337,25 @@ def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: t
     """Add conv3's output (without its BN shift), interpolated where m2 did not sample, to
     ``out`` (B*H2*W2, 4P) rows.
 
-    ``out`` already holds the shift b3 at every position: at a target the masked path gives
-    S @ (y + b3) + (1 - coverage) b3 = S @ y + b3 (S's rows sum to the coverage), so no
-    correction is needed where the eps clamp acts.
+    ``out`` already holds the shift b3 at every position (see :func:`add_interpolated`).
     """
-    total = out.shape[0]
     if mask is None:
         out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
         return
     if mask.shape[-2:] != out_hw:
         raise RuntimeError(f"mask2 of shape {tuple(mask.shape)} does not match conv2's output "
                            f"size {out_hw}")
-    flat = mask.reshape(-1)
-    gathered = float((flat > 0).float().mean()) < gather_below
-    src = _sources(mask, True)  # conv3 always runs at the sampled rows only
-    if src.is_everything(total) and not gathered:
+    gathered = gathers(mask, gather_below)
+    if not gathered and bool((mask == 1).all()):
         out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
         return
-    if gathered:
-        h2 = _conv2_at(fw, block, x, h1, src.index)
+    if gathered:  # conv3 always runs at the sampled rows only
+        def rows_at(index: torch.Tensor) -> torch.Tensor:
+            return _conv2_at(fw, block, x, h1, index) @ fw.w3
     else:
-        h2 = _conv2_dense(fw, block, x, h1).index_select(0, src.index)
-    y3 = h2 @ fw.w3
-    out.index_add_(0, src.index, y3 if src.binary else y3 * flat[src.index, None])
-    plan = _plan(block.interp2, mask, src)
-    fill = plan.fill(y3)
-    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
+        def rows_at(index: torch.Tensor) -> torch.Tensor:
+            return _conv2_dense(fw, block, x, h1).index_select(0, index) @ fw.w3
+    add_interpolated(out, mask, block.interp2, rows_at)
 
 
 def _identity_plus_shift(fw: FoldedBlock, block: SparseBottleneck,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,13 +65,14 @@ def _tap_sum(taps: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def paired_mask_logits(
-    predictors: tuple[MaskPredictor, MaskPredictor], x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of both predictors of a block on its input ``x``, each (B, 1, H', W').
+    predictors: Sequence[MaskPredictor], x: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Logits of predictors that share the input ``x`` (a block's pair, a head conv's one),
+    each (B, 1, H', W').
 
     A 3x3 conv with one output channel is a poor fit for convolution libraries (measured
     forward + backward on CPU: 3.5-4.5x slower than this, e.g. 742 vs 212 ms at 2x2048x64x128).
-    Instead one 1x1 conv produces the 18 per-tap products x . w_k of both predictors, and nine
+    Instead one 1x1 conv produces the 9 per-tap products x . w_k of every predictor, and nine
     shifted single-channel adds finish each 3x3 conv (stride taken from each predictor). The
     parameters stay the predictors' own, so checkpoints and gradients are unchanged.
     """

@@ -10,6 +10,8 @@ from torch import nn
 
 from .bottleneck import SamplingOutput, SparseBottleneck
 from .execution import check_execution
+from .head import HeadSampling
+from .layer import SamplingLayer
 from .samplers import MaskSampler
 from .temperature import GumbelTemperature
 
@@ -23,6 +25,29 @@ def sparse_blocks(module: nn.Module) -> Iterator[tuple[str, SparseBottleneck]]:
     """(qualified name, block) for every :class:`SparseBottleneck` inside ``module``."""
     for name, child in module.named_modules():
         if isinstance(child, SparseBottleneck):
+            yield name, child
+
+
+def sampling_heads(module: nn.Module) -> Iterator[tuple[str, HeadSampling]]:
+    """(qualified name, head sampling) for every :class:`HeadSampling` inside ``module``."""
+    for name, child in module.named_modules():
+        if isinstance(child, HeadSampling):
+            yield name, child
+
+
+def sampled_decode_head(model: nn.Module) -> tuple[nn.Module, HeadSampling] | None:
+    """(``model.decode_head``, its :class:`HeadSampling`) when the decode head samples (not
+    with the ``dense`` sampler), else None."""
+    head = getattr(model, "decode_head", None)
+    found = [] if head is None else [s for _, s in sampling_heads(head) if not s.is_dense]
+    return (head, found[0]) if found else None
+
+
+def sampling_layers(module: nn.Module) -> Iterator[tuple[str, SamplingLayer]]:
+    """Blocks and head samplings inside ``module``: what execution mode, generator and
+    sampler switches apply to."""
+    for name, child in module.named_modules():
+        if isinstance(child, SamplingLayer):
             yield name, child
 
 
@@ -43,13 +68,17 @@ def _last(name: str, block: SparseBottleneck) -> SamplingOutput:
 
 
 def sparsity_loss(
-    blocks: NamedBlocks | Iterable[SparseBottleneck], weight: float
+    blocks: NamedBlocks | Iterable[SparseBottleneck], weight: float,
+    heads: Iterable[HeadSampling] = (),
 ) -> torch.Tensor:
-    """weight * mean over blocks of (0.25 * mean(p1) + 0.75 * mean(p2)), from the last forward.
+    """weight * (mean over blocks of (0.25 * mean(p1) + 0.75 * mean(p2))
+    + sum over heads of loss_weight * sparsity_term), from the last forward.
 
     ``blocks``: (name, block) pairs as :func:`sparse_blocks` yields, or plain blocks. Blocks
-    with the ``dense`` sampler have nothing to learn and are left out; with no sampling block at
-    all the loss is a zero scalar.
+    with the ``dense`` sampler have nothing to learn and are left out, as are dense heads; with
+    nothing that samples the loss is a zero scalar. A head's term
+    (:meth:`HeadSampling.sparsity_term`) weights its convs by their cost shares, as the 0.25 /
+    0.75 do a block's convs, and enters next to the blocks' mean (docs/sparse_head.md).
     """
     w1, w2 = MASK_LOSS_WEIGHTS
     terms = []
@@ -60,9 +89,15 @@ def sparsity_loss(
             continue
         out = _last(name, block)
         terms.append(w1 * out.prob1.mean() + w2 * out.prob2.mean())
-    if not terms:
+    loss = torch.stack(terms).mean() if terms else None
+    for head in heads:
+        if head.is_dense:
+            continue
+        term = head.loss_weight * head.sparsity_term()
+        loss = term if loss is None else loss + term
+    if loss is None:
         return torch.zeros((), device=device)
-    return weight * torch.stack(terms).mean()
+    return weight * loss
 
 
 def mask_density(sampler: MaskSampler, mask: torch.Tensor) -> torch.Tensor:
@@ -98,37 +133,40 @@ def set_temperature_iter(module: nn.Module, iteration: int) -> None:
 
 
 def set_sampling_generator(module: nn.Module, generator: torch.Generator | None) -> None:
-    """Make every sparse block inside ``module`` draw its noise from ``generator``."""
-    for _, block in sparse_blocks(module):
-        block.set_generator(generator)
+    """Make every sparse block and sampled head inside ``module`` draw its noise from
+    ``generator``."""
+    for _, layer in sampling_layers(module):
+        layer.set_generator(generator)
 
 
 def set_execution(module: nn.Module, mode: str) -> None:
-    """Set the inference ``execution`` mode ('masked', 'sparse', 'auto') of every block."""
+    """Set the inference ``execution`` mode ('masked', 'sparse', 'auto') of every block and
+    sampled head."""
     check_execution(mode)
-    for _, block in sparse_blocks(module):
-        block.execution = mode
+    for _, layer in sampling_layers(module):
+        layer.execution = mode
 
 
 @contextmanager
 def execution_mode(module: nn.Module, mode: str) -> Iterator[None]:
-    """Temporarily run every block of ``module`` with execution ``mode``."""
-    blocks = [b for _, b in sparse_blocks(module)]
-    saved = [b.execution for b in blocks]
+    """Temporarily run every block and sampled head of ``module`` with execution ``mode``."""
+    layers = [layer for _, layer in sampling_layers(module)]
+    saved = [layer.execution for layer in layers]
     try:
         set_execution(module, mode)
         yield
     finally:
-        for block, previous in zip(blocks, saved):
-            block.execution = previous
+        for layer, previous in zip(layers, saved):
+            layer.execution = previous
 
 
 def sampling_generators(module: nn.Module) -> list[torch.Generator]:
-    """The distinct generators the sparse blocks of ``module`` draw from, in block order
-    (empty when all use torch's global RNG); e.g. to save and restore their states."""
+    """The distinct generators the sparse blocks and sampled heads of ``module`` draw from,
+    in module order (empty when all use torch's global RNG); e.g. to save and restore their
+    states."""
     found: list[torch.Generator] = []
-    for _, block in sparse_blocks(module):
-        generator = block._generator
+    for _, layer in sampling_layers(module):
+        generator = layer._generator
         if generator is not None and not any(generator is g for g in found):
             found.append(generator)
     return found

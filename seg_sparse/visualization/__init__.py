@@ -5,7 +5,8 @@
   :func:`detection_panel` / :func:`draw_detections` -- a detector's boxes over the image (the
   prediction panel of a detection model).
 * :func:`collect_block_masks` / :func:`predict_with_masks` -- masks of a model's last forward
-  at image size; :func:`use_sampler` switches the sampler of a trained model temporarily.
+  at image size (:func:`collect_head_masks`: a sampled decode head's); :func:`use_sampler`
+  switches the sampler of a trained model temporarily.
 * :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model.
 * :func:`speed_accuracy_curve` -- GFLOPs vs accuracy, one line per method family.
 """
@@ -15,7 +16,9 @@ from .detections import detection_classes, detection_panel, draw_detections
 from .figures import colorize, mask_overlay_figure, overlay_mask, stochastic_vs_deterministic_figure
 from .masks import (
     BlockMasks,
+    HeadMask,
     collect_block_masks,
+    collect_head_masks,
     default_blocks,
     predict_with_masks,
     resolve_blocks,
@@ -28,7 +31,9 @@ __all__ = [
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_PALETTE",
     "BlockMasks",
+    "HeadMask",
     "collect_block_masks",
+    "collect_head_masks",
     "colorize",
     "default_blocks",
     "detection_classes",

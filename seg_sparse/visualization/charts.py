@@ -15,6 +15,8 @@ from .style import new_figure, save_figure
 #: Bars of one block: the density at which each conv of the bottleneck runs.
 CONV_LABELS = ("conv1 (mask1)", "conv2 (mask2)", "conv3 (mask2)")
 CONV_COLORS = ("#4C72B0", "#DD8452", "#55A868")
+#: One bar per sampled decode-head conv (its own mask).
+HEAD_LABEL, HEAD_COLOR = "decode-head conv (own mask)", "#8172B2"
 FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 BlockDensities = Mapping[str, Sequence[float]]
@@ -35,18 +37,32 @@ def _check_densities(model: str, per_block: BlockDensities) -> dict[str, tuple[f
     return checked
 
 
+def _check_head(model: str, convs: Mapping[str, float]) -> dict[str, float]:
+    checked = {}
+    for name, value in convs.items():
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"density of head conv {name!r} of model {model!r} must be in "
+                             f"[0, 1], got {value!r}")
+        checked[name] = float(value)
+    return checked
+
+
 def sparsity_bar_chart(
-    per_block: Mapping[str, BlockDensities], out_path: str | Path | None = None
+    per_block: Mapping[str, BlockDensities], out_path: str | Path | None = None,
+    head: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Figure:
     """Density of conv1 / conv2 / conv3 of every residual block (x axis), one panel per model.
 
     ``per_block``: model name -> block name -> (d_conv1, d_conv2, d_conv3). Each panel's title
     gives the model's mean density; the y axis is the fraction of positions computed.
+    ``head``: model name -> sampled decode-head conv -> density, one bar each after the blocks
+    (models without a sampled head are left out).
     """
     if not per_block:
         raise ValueError("per_block is empty: give at least one model's block densities")
     models = {name: _check_densities(name, blocks) for name, blocks in per_block.items()}
-    most_blocks = max(len(b) for b in models.values())
+    heads = {name: _check_head(name, convs) for name, convs in (head or {}).items() if convs}
+    most_blocks = max(len(b) + len(heads.get(m, {})) for m, b in models.items())
     width_in = max(7.0, 0.42 * most_blocks + 2.0)
     fig = new_figure(width_in, 2.9 * len(models) + 0.8)
     axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
@@ -58,20 +74,34 @@ def sparsity_bar_chart(
         for k in range(3):
             ax.bar(x + (k - 1) * bar, values[:, k], bar, color=CONV_COLORS[k],
                    label=CONV_LABELS[k])
+        title = f"{model}: mean conv1/conv2/conv3 density {100.0 * values.mean():.1f}%"
+        convs = heads.get(model, {})
+        if convs:
+            xh = np.arange(len(names), len(names) + len(convs))
+            ax.bar(xh, list(convs.values()), 3 * bar, color=HEAD_COLOR, label=HEAD_LABEL)
+            names = names + [f"head {n}" for n in convs]
+            x = np.arange(len(names))
+            title += f", head {100.0 * sum(convs.values()) / len(convs):.1f}%"
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("density (fraction computed)")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-        ax.set_title(f"{model}: mean conv1/conv2/conv3 density {100.0 * values.mean():.1f}%",
-                     fontsize=11)
-    axes[-1].set_xlabel("residual block (backbone stage.index)")
+        ax.set_title(title, fontsize=11)
+    axes[-1].set_xlabel("residual block (backbone stage.index)"
+                        + (", sampled decode-head conv" if heads else ""))
     height = fig.get_figheight()
     fig.suptitle("Per-block sampling density", fontsize=13, fontweight="bold",
                  y=1 - 0.08 / height)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncols=3, fontsize=9, frameon=False,
+    handles, labels = [], []
+    for ax in axes:  # the head's bar appears only in panels of models with a sampled head
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="upper center", ncols=len(labels), fontsize=9,
+               frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.4 / height))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))
     if out_path is not None:

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .masks import BlockMasks
+from .masks import BlockMasks, HeadMask
 from .style import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -176,6 +176,7 @@ def mask_overlay_figure(
     out_path: str | Path | None = None,
     class_names: Sequence[str] = CITYSCAPES_CLASSES,
     title: str | None = None,
+    head_masks: Mapping[str, HeadMask] | None = None,
 ) -> Figure:
     """One figure per street scene.
 
@@ -185,14 +186,16 @@ def mask_overlay_figure(
     image, titled with block name and density. Written to ``out_path`` (PNG) when given.
     ``prediction`` may also be a picture already drawn, (H, W, 3) (detections from
     :func:`~seg_sparse.visualization.draw_detections`); its legend then lists ``class_names``
-    in ``palette``'s colours.
+    in ``palette``'s colours. ``head_masks`` (sampled decode-head conv -> :class:`HeadMask`,
+    from :func:`~seg_sparse.visualization.collect_head_masks`) add rows of two head convs
+    each.
     """
     image = _check_image(image_rgb)
     prediction = np.asarray(prediction)
     if prediction.shape[:2] != image.shape[:2] or prediction.ndim not in (2, 3):
         raise ValueError(f"prediction has shape {prediction.shape}, expected the image's "
                          f"(H, W) = {image.shape[:2]}, or (H, W, 3) for a drawn picture")
-    if not masks:
+    if not masks and not head_masks:
         raise ValueError("masks is empty: give at least one block's masks")
     entries = {name: _as_block_masks(name, e) for name, e in masks.items()}
     colored = _check_image(prediction) if prediction.ndim == 3 else \
@@ -200,7 +203,9 @@ def mask_overlay_figure(
     palette = np.asarray(palette).reshape(-1, 3) if prediction.ndim == 3 else \
         check_palette(palette, 1)
 
-    fig, grid = _panel_grid(image, 1 + len(entries))
+    head = list((head_masks or {}).items())
+    head_rows = [head[i:i + 2] for i in range(0, len(head), 2)]
+    fig, grid = _panel_grid(image, 1 + len(entries) + len(head_rows))
     fig.suptitle(title or "Where the sparse backbone computes features", fontsize=13,
                  fontweight="bold")
 
@@ -226,6 +231,24 @@ def mask_overlay_figure(
         lines = [f"block {name}",
                  f"mean density {50.0 * (entry.density1 + entry.density2):.1f}%"]
         _mask_legend(fig.add_subplot(grid[row, 2]), lines, with_key=row == 1)
+
+    for row, pair in enumerate(head_rows, start=1 + len(entries)):
+        for col, (name, entry) in enumerate(pair):
+            ax = fig.add_subplot(grid[row, col])
+            ax.imshow(overlay_mask(image, _check_mask(entry.mask, image,
+                                                      f"head_masks[{name!r}]")),
+                      interpolation="nearest")
+            ax.set_title(f"decode head {name}: {100.0 * entry.density:.1f}% sampled",
+                         fontsize=10)
+            _hide_ticks(ax)
+        if len(pair) == 1:
+            fig.add_subplot(grid[row, 1]).axis("off")
+        if row > 1 + len(entries):  # the head's summary stands next to its first row only
+            fig.add_subplot(grid[row, 2]).axis("off")
+            continue
+        lines = ["decode head (sampled convs)",
+                 f"mean density {100.0 * sum(e.density for _, e in head) / len(head):.1f}%"]
+        _mask_legend(fig.add_subplot(grid[row, 2]), lines, with_key=not entries and row == 1)
 
     if out_path is not None:
         save_figure(fig, out_path)

@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg_sparse.sampling import SparseBottleneck, build_sampler, mask_density, sparse_blocks
+from seg_sparse.sampling import (
+    HeadSampling,
+    SparseBottleneck,
+    build_sampler,
+    mask_density,
+    sampled_decode_head,
+    sparse_blocks,
+)
 
 
 @dataclass(frozen=True)
@@ -113,11 +120,48 @@ def collect_block_masks(
     return result
 
 
+@dataclass(frozen=True)
+class HeadMask:
+    """The mask of one sampled decode-head conv for one image: (H, W) in [0, 1] at image size,
+    and its density at feature resolution."""
+
+    mask: np.ndarray
+    density: float
+
+
+def collect_head_masks(
+    model: nn.Module,
+    image_size: tuple[int, int],
+    index: int = 0,
+) -> dict[str, HeadMask]:
+    """Masks of the sampled decode head's last forward for image ``index`` (conv name, e.g.
+    ``conv_cat`` -> :class:`HeadMask`), resized like :func:`collect_block_masks`; empty when
+    the head does not sample."""
+    sampled = sampled_decode_head(model)
+    if sampled is None:
+        return {}
+    head, sampling = sampled
+    if sampling.last_sampling is None:
+        raise RuntimeError("the sampled decode head has not run a forward pass yet")
+    masks = sampling.last_sampling.masks
+    if not 0 <= index < masks[0].shape[0]:
+        raise IndexError(f"image index {index} out of range for batch {masks[0].shape[0]}")
+    return {
+        name: HeadMask(_to_image(sampling.sampler.computed(mask), index, image_size),
+                       float(mask_density(sampling.sampler, mask)[index]))
+        for name, mask in zip(head.sampled_layer_names(), masks)
+    }
+
+
 @contextmanager
 def use_sampler(model: nn.Module, sampler: str) -> Iterator[None]:
-    """Temporarily switch every sampling block to ``sampler`` (e.g. ``'deterministic'`` to
-    compare with the stochastic masks of the same trained model); restored on exit."""
-    blocks = sampling_blocks(model)
+    """Temporarily switch every sampling block and sampled head to ``sampler`` (e.g.
+    ``'deterministic'`` to compare with the stochastic masks of the same trained model);
+    restored on exit."""
+    blocks: dict[str, SparseBottleneck | HeadSampling] = dict(sampling_blocks(model))
+    head = sampled_decode_head(model)
+    if head is not None:
+        blocks["decode_head"] = head[1]
     saved = {name: block.sampler for name, block in blocks.items()}
     try:
         for block in blocks.values():

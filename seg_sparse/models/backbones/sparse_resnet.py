@@ -96,7 +96,8 @@ class SparseBlockFactory:
         return SparseBottleneck(inplanes, planes, **kwargs)
 
 
-def _uses_pretrained(init_cfg: Any) -> bool:
+def uses_pretrained(init_cfg: Any) -> bool:
+    """Whether an init_cfg loads pretrained weights (which sampling-layer resets must keep)."""
     cfgs = init_cfg if isinstance(init_cfg, list | tuple) else [init_cfg]
     return any(isinstance(c, dict) and c.get("type") == "Pretrained" for c in cfgs)
 
@@ -135,7 +136,7 @@ class _SparseResNetMixin:
         """
         first_call = not self._is_init  # type: ignore[attr-defined]
         super().init_weights()  # type: ignore[misc]
-        if not first_call or _uses_pretrained(self.init_cfg):  # type: ignore[attr-defined]
+        if not first_call or uses_pretrained(self.init_cfg):  # type: ignore[attr-defined]
             return
         zero_bn3 = self._default_init and self.zero_init_residual  # type: ignore[attr-defined]
         for _, block in sparse_blocks(self):  # type: ignore[arg-type]

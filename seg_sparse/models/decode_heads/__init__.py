@@ -1,0 +1,3 @@
+from .sparse_fcn_head import SparseFCNHead
+
+__all__ = ["SparseFCNHead"]
