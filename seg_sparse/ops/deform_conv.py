@@ -458,6 +458,17 @@ def _check_positions(positions: Tensor, count: int) -> None:
         raise ValueError(f"positions must lie in [0, B * H_out * W_out) = [0, {count})")
 
 
+def _at_positions(input: Tensor, positions: Tensor, weight: Tensor, bias: Tensor | None,
+                  stride: IntPair, padding: IntPair, dilation: IntPair,
+                  in_hw: tuple[int, int] | None) -> tuple[Tensor, ConvGeometry]:
+    """The checked input table and geometry of a convolution at ``positions``."""
+    table, b, h, w = _table(input, in_hw)
+    _check_weight(weight, table.shape[1], bias)
+    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
+    _check_positions(positions, b * geom.out_h * geom.out_w)
+    return table, geom
+
+
 def deform_conv2d_at(
     input: Tensor,
     positions: Tensor,
@@ -485,10 +496,7 @@ def deform_conv2d_at(
 
     Row n of the result equals the dense result at ``positions[n]`` (up to float rounding).
     """
-    table, b, h, w = _table(input, in_hw)
-    _check_weight(weight, table.shape[1], bias)
-    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
-    _check_positions(positions, b * geom.out_h * geom.out_w)
+    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw)
     n = positions.shape[0]
     if offset.dim() != 2 or offset.shape[0] != n:
         raise ValueError(f"offset must be rows (N, 2 * offset_groups * kh * kw), one per "
@@ -512,12 +520,13 @@ def conv2d_at(
 ) -> Tensor:
     """``F.conv2d`` at the given output positions only: (N, C_out) rows, same ``input`` /
     ``positions`` contract as :func:`deform_conv2d_at` (groups from ``weight.shape[1]``)."""
-    table, b, h, w = _table(input, in_hw)
-    _check_weight(weight, table.shape[1], bias)
-    geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
-    _check_positions(positions, b * geom.out_h * geom.out_w)
+    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw)
     if weight.shape[1] == table.shape[1] >= PER_POINT_MIN_CHANNELS:
-        return _conv_per_point(table, geom, positions.long(), weight, bias)
+        # in float32 under autocast, like the tap-image path (_run)
+        with torch.autocast(table.device.type, enabled=False):
+            out = _conv_per_point(table.float(), geom, positions.long(), weight.float(),
+                                  None if bias is None else bias.float())
+        return out.to(table.dtype)
     return _run(table, geom, positions.long(), positions.shape[0], None, None, weight, bias)
 
 

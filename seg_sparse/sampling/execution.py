@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -275,20 +276,32 @@ def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
     return out
 
 
-def add_interpolated(out: torch.Tensor, mask: torch.Tensor, interp: nn.Module,
-                     rows_at: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Add to ``out`` (B*H*W, C) an affine layer's output without its bias, computed only
-    where ``mask`` is non-zero (``rows_at(index)``: its rows at flat positions ``index``) and
+def add_sampled_affine(out: torch.Tensor, compute_at: Callable[[torch.Tensor], torch.Tensor],
+                       compute_all: Callable[[], torch.Tensor], weight: torch.Tensor,
+                       mask: torch.Tensor | None, interp: nn.Module | None,
+                       gather_below: float) -> None:
+    """Add ``interp(rows, mask) @ weight`` to ``out`` (B*H*W, C) with the affine layer
+    ``@ weight`` (without its bias) applied only where ``mask`` is non-zero and its output
     interpolated everywhere else.
 
-    The masked path interpolates the layer's input, then applies the layer (a 1x1 conv, or
-    conv + BN: affine). The interpolation weights are normalized, so this is the same where a
-    computed neighbour is in reach; ``out`` must already hold the layer's bias b at every
-    position, which makes it the same where the eps clamp acts too: at a target the masked
-    path gives S @ (y + b) + (1 - coverage) b = S @ y + b (S's rows sum to the coverage).
+    ``compute_at`` / ``compute_all`` give the input rows as for :func:`sampled_rows`; which one
+    runs follows :func:`gathers`. The masked path interpolates the layer's input, then applies
+    the layer (conv3 + BN, a 1x1 classifier: affine). The interpolation weights are
+    normalized, so this is the same where a computed neighbour is in reach; ``out`` must
+    already hold the layer's bias b at every position, which makes it the same where the eps
+    clamp acts too: at a target the masked path gives S @ (y + b) + (1 - coverage) b = S @ y + b
+    (S's rows sum to the coverage). Without a mask (a dense layer) ``interp`` may be None.
     """
-    src = _sources(mask, True)
-    rows = rows_at(src.index)
+    if mask is None:
+        out.addmm_(compute_all(), weight)
+        return
+    gathered = gathers(mask, gather_below)
+    if not gathered and bool((mask == 1).all()):
+        out.addmm_(compute_all(), weight)
+        return
+    src = _sources(mask, True)  # the layer always runs at the sampled rows only
+    inputs = compute_at(src.index) if gathered else compute_all().index_select(0, src.index)
+    rows = inputs @ weight
     flat = mask.reshape(-1)
     out.index_add_(0, src.index, rows if src.binary else rows * flat[src.index, None])
     plan = _plan(interp, mask, src)
@@ -337,25 +350,14 @@ def _add_conv3(out: torch.Tensor, fw: FoldedBlock, block: SparseBottleneck, x: t
     """Add conv3's output (without its BN shift), interpolated where m2 did not sample, to
     ``out`` (B*H2*W2, 4P) rows.
 
-    ``out`` already holds the shift b3 at every position (see :func:`add_interpolated`).
+    ``out`` already holds the shift b3 at every position (see :func:`add_sampled_affine`).
     """
-    if mask is None:
-        out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
-        return
-    if mask.shape[-2:] != out_hw:
+    if mask is not None and mask.shape[-2:] != out_hw:
         raise RuntimeError(f"mask2 of shape {tuple(mask.shape)} does not match conv2's output "
                            f"size {out_hw}")
-    gathered = gathers(mask, gather_below)
-    if not gathered and bool((mask == 1).all()):
-        out.addmm_(_conv2_dense(fw, block, x, h1), fw.w3)
-        return
-    if gathered:  # conv3 always runs at the sampled rows only
-        def rows_at(index: torch.Tensor) -> torch.Tensor:
-            return _conv2_at(fw, block, x, h1, index) @ fw.w3
-    else:
-        def rows_at(index: torch.Tensor) -> torch.Tensor:
-            return _conv2_dense(fw, block, x, h1).index_select(0, index) @ fw.w3
-    add_interpolated(out, mask, block.interp2, rows_at)
+    add_sampled_affine(out, partial(_conv2_at, fw, block, x, h1),
+                       partial(_conv2_dense, fw, block, x, h1), fw.w3, mask,
+                       None if mask is None else block.interp2, gather_below)
 
 
 def _identity_plus_shift(fw: FoldedBlock, block: SparseBottleneck,

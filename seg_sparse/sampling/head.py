@@ -13,7 +13,7 @@ annealed temperature -- and runs the head either way:
 * executed (inference, :meth:`HeadSampling.execute`): BN folded, every conv computed at its
   mask's positions only (:func:`~.execution.sampled_rows`: row gather + GEMM, the rest
   interpolated), and the classifier only where its input was computed, its *logits*
-  interpolated (:func:`~.execution.add_interpolated`): the classifier is 1x1 and the
+  interpolated (:func:`~.execution.add_sampled_affine`): the classifier is 1x1 and the
   interpolation normalized, so this equals the masked path, on ``num_classes`` channels
   instead of the conv's.
 
@@ -23,7 +23,7 @@ The layers themselves (convs, BNs, classifier) belong to the framework's head mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import conv2d_at
-from .execution import FoldCache, add_interpolated, gathers, sampled_rows
+from .execution import FoldCache, add_sampled_affine, sampled_rows
 from .fold import fold_conv_bn
 from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer
@@ -248,22 +248,6 @@ class HeadSampling(SamplingLayer):
                 feats = rows.view(b, h, w, -1).permute(0, 3, 1, 2)
                 continue
             logits = folded.classifier_b.expand(total, -1).clone()  # the bias, everywhere
-            if mask is None or (not gathers(mask, gather_below) and bool((mask == 1).all())):
-                logits.addmm_(conv.rows(inp), folded.classifier_w)
-            else:
-                rows_at = _classified_at(conv, inp, folded.classifier_w,
-                                         gathers(mask, gather_below))
-                add_interpolated(logits, mask, interp, rows_at)
+            add_sampled_affine(logits, partial(conv.rows_at, inp), partial(conv.rows, inp),
+                               folded.classifier_w, mask, interp, gather_below)
         return logits.view(b, h, w, -1).permute(0, 3, 1, 2)
-
-
-def _classified_at(conv: _FoldedConv, inp: torch.Tensor, classifier_w: torch.Tensor,
-                   gathered: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Rows of classifier(relu(conv(inp))) without the classifier's bias at given positions:
-    the conv gathered there, or run on the full map and selected (above the crossover)."""
-    def rows_at(index: torch.Tensor) -> torch.Tensor:
-        rows = conv.rows_at(inp, index) if gathered else conv.rows(inp).index_select(0, index)
-        return rows @ classifier_w
-
-    return rows_at
-
