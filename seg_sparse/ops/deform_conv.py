@@ -460,12 +460,14 @@ def _check_positions(positions: Tensor, count: int) -> None:
 
 def _at_positions(input: Tensor, positions: Tensor, weight: Tensor, bias: Tensor | None,
                   stride: IntPair, padding: IntPair, dilation: IntPair,
-                  in_hw: tuple[int, int] | None) -> tuple[Tensor, ConvGeometry]:
+                  in_hw: tuple[int, int] | None,
+                  check_positions: bool) -> tuple[Tensor, ConvGeometry]:
     """The checked input table and geometry of a convolution at ``positions``."""
     table, b, h, w = _table(input, in_hw)
     _check_weight(weight, table.shape[1], bias)
     geom = ConvGeometry.of((h, w), tuple(weight.shape[2:]), stride, padding, dilation)
-    _check_positions(positions, b * geom.out_h * geom.out_w)
+    if check_positions:
+        _check_positions(positions, b * geom.out_h * geom.out_w)
     return table, geom
 
 
@@ -480,6 +482,8 @@ def deform_conv2d_at(
     dilation: IntPair = 1,
     mask: Tensor | None = None,
     in_hw: tuple[int, int] | None = None,
+    *,
+    check_positions: bool = True,
 ) -> Tensor:
     """:func:`deform_conv2d` at the given output positions only: (N, C_out) rows.
 
@@ -495,8 +499,11 @@ def deform_conv2d_at(
       kh * kw) likewise.
 
     Row n of the result equals the dense result at ``positions[n]`` (up to float rounding).
+    ``check_positions=False`` skips the range check (two host syncs) for positions known to be
+    valid, e.g. from ``nonzero()`` on the output map.
     """
-    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw)
+    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw,
+                                check_positions)
     n = positions.shape[0]
     if offset.dim() != 2 or offset.shape[0] != n:
         raise ValueError(f"offset must be rows (N, 2 * offset_groups * kh * kw), one per "
@@ -517,10 +524,14 @@ def conv2d_at(
     padding: IntPair = 0,
     dilation: IntPair = 1,
     in_hw: tuple[int, int] | None = None,
+    *,
+    check_positions: bool = True,
 ) -> Tensor:
     """``F.conv2d`` at the given output positions only: (N, C_out) rows, same ``input`` /
-    ``positions`` contract as :func:`deform_conv2d_at` (groups from ``weight.shape[1]``)."""
-    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw)
+    ``positions`` contract (and ``check_positions``) as :func:`deform_conv2d_at` (groups from
+    ``weight.shape[1]``)."""
+    table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw,
+                                check_positions)
     if weight.shape[1] == table.shape[1] >= PER_POINT_MIN_CHANNELS:
         # in float32 under autocast, like the tap-image path (_run)
         with torch.autocast(table.device.type, enabled=False):

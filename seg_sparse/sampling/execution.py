@@ -201,43 +201,39 @@ class BlockExecutor:
         return out.relu_().view(b, *out_hw, -1).permute(0, 3, 1, 2)
 
 
-
-
-def _is_binary(mask: torch.Tensor) -> bool:
-    return bool(((mask == 0) | (mask == 1)).all())
-
-
 @dataclass
 class _Sources:
-    """Where a mask is non-zero, and how interpolation indexes the computed rows."""
+    """Where a mask is non-zero, whether the layer is gathered there, and how interpolation
+    indexes the computed rows."""
 
     index: torch.Tensor  # flat positions with mask > 0
     column: torch.Tensor  # (B*H*W,) row of each position in the source matrix, -1 if none
     binary: bool
+    gathered: bool  # the layer runs at ``index`` only (else on the full map)
 
     def is_everything(self, total: int) -> bool:
         return self.binary and self.index.numel() == total
 
 
-def _sources(mask: torch.Tensor, gathered: bool) -> _Sources:
+def _sources(mask: torch.Tensor, gather_below: float, rows_at_index: bool = False) -> _Sources:
+    """One pass over ``mask``: its sampled positions; the layer is gathered below density
+    ``gather_below``. Source rows are the computed rows in index order when gathered or
+    ``rows_at_index`` (a layer computed at the sources either way), else the positions."""
     flat = mask.reshape(-1)
     index = (flat > 0).nonzero().squeeze(1)
+    gathered = index.numel() < gather_below * flat.numel()
     column = torch.full_like(flat, -1, dtype=torch.long)
-    if gathered:  # source rows are the computed rows, in index order
+    if gathered or rows_at_index:
         column[index] = torch.arange(index.numel(), device=flat.device)
-    else:  # the full map was computed: rows are positions
+    else:
         column[index] = index
-    return _Sources(index, column, _is_binary(mask))
+    binary = bool(((mask == 0) | (mask == 1)).all())
+    return _Sources(index, column, binary, gathered)
 
 
 def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> InterpolationPlan:
     kernel = interp.kernel_1d(torch.float64, mask.device)
     return plan_interpolation(mask, kernel, interp.eps, src.column, src.binary)
-
-
-def gathers(mask: torch.Tensor, gather_below: float) -> bool:
-    """Whether a layer with ``mask`` runs at its sampled positions only (else on the full map)."""
-    return float((mask.reshape(-1) > 0).float().mean()) < gather_below
 
 
 def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
@@ -248,17 +244,16 @@ def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
     elsewhere: ``interp(layer(x), mask)`` of the masked path.
 
     ``compute_at(index)`` gives the layer's rows at flat positions ``index``,
-    ``compute_all()`` at every position; which one runs follows :func:`gathers`. Without a
-    mask (a dense layer) ``interp`` may be None.
+    ``compute_all()`` at every position; the first runs below density ``gather_below``.
+    Without a mask (a dense layer) ``interp`` may be None.
     """
     if mask is None:
         return compute_all()
     flat = mask.reshape(-1)
-    gathered = gathers(mask, gather_below)
-    src = _sources(mask, gathered)
+    src = _sources(mask, gather_below)
     if src.is_everything(total):
         return compute_all()
-    if gathered:
+    if src.gathered:
         computed = compute_at(src.index)
         # binary: sources and targets partition the map, every row is written below
         out = computed.new_empty(total, computed.shape[1]) if src.binary \
@@ -285,7 +280,7 @@ def add_sampled_affine(out: torch.Tensor, compute_at: Callable[[torch.Tensor], t
     interpolated everywhere else.
 
     ``compute_at`` / ``compute_all`` give the input rows as for :func:`sampled_rows`; which one
-    runs follows :func:`gathers`. The masked path interpolates the layer's input, then applies
+    runs follows ``gather_below``. The masked path interpolates the layer's input, then applies
     the layer (conv3 + BN, a 1x1 classifier: affine). The interpolation weights are
     normalized, so this is the same where a computed neighbour is in reach; ``out`` must
     already hold the layer's bias b at every position, which makes it the same where the eps
@@ -295,12 +290,12 @@ def add_sampled_affine(out: torch.Tensor, compute_at: Callable[[torch.Tensor], t
     if mask is None:
         out.addmm_(compute_all(), weight)
         return
-    gathered = gathers(mask, gather_below)
-    if not gathered and bool((mask == 1).all()):
+    src = _sources(mask, gather_below, rows_at_index=True)  # the layer runs at the sources
+    if not src.gathered and src.is_everything(out.shape[0]):
         out.addmm_(compute_all(), weight)
         return
-    src = _sources(mask, True)  # the layer always runs at the sampled rows only
-    inputs = compute_at(src.index) if gathered else compute_all().index_select(0, src.index)
+    inputs = compute_at(src.index) if src.gathered \
+        else compute_all().index_select(0, src.index)
     rows = inputs @ weight
     flat = mask.reshape(-1)
     out.index_add_(0, src.index, rows if src.binary else rows * flat[src.index, None])
@@ -337,10 +332,12 @@ def _conv2_at(fw: FoldedBlock, block: SparseBottleneck, x: torch.Tensor, h1: tor
     offsets are computed at those positions too)."""
     geometry = dict(stride=block.stride, padding=block.dilation, dilation=block.dilation)
     if block.with_dcn:
-        offset = conv2d_at(x.permute(0, 2, 3, 1), index, fw.offset_w, fw.offset_b, **geometry)
-        out = deform_conv2d_at(h1, index, offset, fw.w2, fw.b2, **geometry)
+        offset = conv2d_at(x.permute(0, 2, 3, 1), index, fw.offset_w, fw.offset_b, **geometry,
+                           check_positions=False)
+        out = deform_conv2d_at(h1, index, offset, fw.w2, fw.b2, **geometry,
+                               check_positions=False)
     else:
-        out = conv2d_at(h1, index, fw.w2, fw.b2, **geometry)
+        out = conv2d_at(h1, index, fw.w2, fw.b2, **geometry, check_positions=False)
     return out.relu_()
 
 

@@ -87,7 +87,8 @@ class _FoldedConv:
     def rows_at(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """conv + ReLU at flat positions ``index`` of the channels-last map ``x``."""
         return conv2d_at(x.permute(0, 2, 3, 1), index, self.weight, self.bias,
-                         padding=self.padding, dilation=self.dilation).relu_()
+                         padding=self.padding, dilation=self.dilation,
+                         check_positions=False).relu_()
 
 
 @dataclass
