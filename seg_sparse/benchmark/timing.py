@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -31,10 +31,10 @@ def alternated_medians(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_index in range(warmup + repeats):
         for name, fn in fns.items():
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             fn()
-            _sync(device)
+            sync_device(device)
             if round_index >= warmup:
                 times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}

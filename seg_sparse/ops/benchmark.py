@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -24,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
+from ..benchmark.timing import alternated_medians, sync_device
 from .deform_conv import deform_conv2d, deform_conv2d_at
 
 #: (channels, height, width, dilation): the paper model's DCN layers at 512x1024 and
@@ -59,11 +58,6 @@ class BenchRow:
     @property
     def torchvision_vs_ours(self) -> float:
         return self.torchvision_ms / self.ours_ms
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _layer_calls(channels: int, height: int, width: int, dilation: int, batch: int,
@@ -127,17 +121,7 @@ def run_benchmark(
             density = float(mode[3:-1]) / 100 if mode.startswith("at ") else 1.0
             calls = _layer_calls(channels, height, width, dilation, batch, dev,
                                  mode == "forward+backward", offset_std, density)
-            times: dict[str, list[float]] = {name: [] for name in calls}
-            for call in calls.values():  # warm-up
-                call()
-            for _ in range(repeats):
-                for name, call in calls.items():
-                    _sync(dev)
-                    start = time.perf_counter()
-                    call()
-                    _sync(dev)
-                    times[name].append(1000 * (time.perf_counter() - start))
-            med = {name: statistics.median(values) for name, values in times.items()}
+            med = alternated_medians(calls, repeats, warmup=1, device=dev)
             row = BenchRow(channels, height, width, dilation, batch, mode, med["conv"],
                            med["torchvision"], med["ours"], device, torch.get_num_threads())
             rows.append(row)
@@ -172,7 +156,7 @@ def profile_layer(shape: tuple[int, int, int, int], batch: int = 1, device: str 
         calls[name]()
         with profile(activities=activities) as prof:
             calls[name]()
-            _sync(torch.device(device))
+            sync_device(torch.device(device))
         key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
         tables[name] = prof.key_averages().table(sort_by=key, row_limit=rows)
     return tables
