@@ -126,6 +126,13 @@ class _SparseResNetMixin:
         kwargs["block"] = self._block_factory()
         return super().make_res_layer(**kwargs)  # type: ignore[misc]
 
+    def train(self, mode: bool = True) -> nn.Module:
+        """The ResNet's ``train`` (frozen stages, ``norm_eval``), returning the module as
+        ``nn.Module.train`` does (mmseg's and mmdet's return None, which breaks
+        ``model.eval()`` chains)."""
+        super().train(mode)  # type: ignore[misc]
+        return self  # type: ignore[return-value]
+
     def init_weights(self) -> None:
         """mmseg's init, then the sampling layers' own init (Kaiming re-initialises them).
 

@@ -23,12 +23,6 @@ PAPER_DCN = dict(type="DCN", deform_groups=1, fallback_on_stride=False)
 PAPER_STAGE_WITH_DCN = (False, True, True, True)
 
 
-def _sampling(sampler: str, grid_interval: int | None, interp_window: int, t0: float,
-              t_final: float, max_iters: int) -> dict[str, Any]:
-    return dict(sampler=sampler, grid_interval=grid_interval, interp_window=interp_window,
-                t0=t0, t_final=t_final, max_iters=max_iters)
-
-
 @MODELS.register_module()
 class SparseDetResNet(_SparseResNetMixin, ResNet):
     """mmdet's ResNet (7x7 stem, default depth 101) whose bottlenecks sample sparsely.
@@ -41,25 +35,23 @@ class SparseDetResNet(_SparseResNetMixin, ResNet):
         interp_window: size of the Gaussian interpolation window.
         t0, t_final, max_iters: Gumbel temperature schedule (``SparseTemperatureHook``
             re-targets ``max_iters`` to the training loop's).
+        execution: how blocks run at inference, as for ``SparseResNetV1c`` (``'auto'``,
+            ``'sparse'``, ``'masked'``).
         **kwargs: everything mmdet's ``ResNet`` accepts; ``dcn`` / ``stage_with_dcn`` default
             to the paper's DCN v1 in conv3-conv5 (pass ``dcn=None`` for none).
     """
 
     def __init__(self, depth: int = 101, sampler: str = "stochastic",
                  grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
-                 t_final: float = 0.01, max_iters: int = 90000, **kwargs: Any) -> None:
+                 t_final: float = 0.01, max_iters: int = 90000, execution: str = "auto",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("dcn", dict(PAPER_DCN))
         kwargs.setdefault("stage_with_dcn", PAPER_STAGE_WITH_DCN)
         kwargs["depth"] = depth
-        self._setup_sparse(_sampling(sampler, grid_interval, interp_window, t0, t_final,
-                                     max_iters), kwargs)
+        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
+                                interp_window=interp_window, t0=t0, t_final=t_final,
+                                max_iters=max_iters, execution=execution), kwargs)
         super().__init__(**kwargs)
-
-    def train(self, mode: bool = True) -> SparseDetResNet:
-        """mmdet's ``train`` (frozen stages, ``norm_eval``), returning the module as
-        ``nn.Module.train`` does (mmdet's returns None, which breaks ``model.eval()`` chains)."""
-        super().train(mode)
-        return self
 
 
 @MODELS.register_module()
