@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seg_sparse.errors import UserInputError
+from seg_sparse.tasks import unprefixed
 
 from .output import table
 
@@ -91,7 +92,7 @@ def read_gflops(path: str, data: Mapping[str, Any], kind: str = "backbone") -> f
         raise ValueError(f"GFLOPs kind must be one of {GFLOPS_KINDS}, got {kind!r}")
     metrics = _metrics(data)
     # mmdet metrics prefix their keys ("coco/gflops_backbone_sparse")
-    metrics = {**{k.rsplit("/", 1)[-1]: v for k, v in metrics.items()}, **metrics}
+    metrics = {**unprefixed(metrics), **metrics}
     for key in (f"gflops_{kind}_sparse", f"gflops_{kind}_dense", f"gflops_{kind}"):
         if metrics.get(key) is not None:
             return _number(path, key, metrics[key])

@@ -20,7 +20,7 @@ from torch import nn
 from seg_sparse.sampling import GaussianInterpolation, set_sampling_generator
 
 from .counter import count_flops
-from .report import Densities, FlopsReport
+from .report import FlopsReport
 
 
 class _PassThrough(nn.Module):
@@ -43,14 +43,13 @@ def _interpolation_passed_through(model: nn.Module) -> Iterator[None]:
             setattr(parent, name, child)
 
 
-def count_flops_on_meta(model: nn.Module, input_shape: tuple[int, int],
-                        densities: Densities | None = None) -> FlopsReport:
+def count_flops_on_meta(model: nn.Module, input_shape: tuple[int, int]) -> FlopsReport:
     """:func:`~seg_sparse.flops.count_flops` of ``model`` (segmentor or bare backbone), measured
     on a meta-device copy; falls back to the normal forward if the model needs real values."""
     try:
         shadow = copy.deepcopy(model).to("meta")
         set_sampling_generator(shadow, None)  # a seeded CPU generator cannot draw meta noise
         with _interpolation_passed_through(shadow):
-            return count_flops(shadow, input_shape, densities)
+            return count_flops(shadow, input_shape)
     except (NotImplementedError, RuntimeError, ValueError, TypeError):
-        return count_flops(model, input_shape, densities)
+        return count_flops(model, input_shape)

@@ -98,9 +98,6 @@ class Taps:
     index: Tensor
     weight: Tensor
 
-    def __getitem__(self, positions: slice) -> Taps:
-        return Taps(self.index[positions], self.weight[positions])
-
     def shifted(self, rows: int) -> Taps:
         """The same taps into a table that starts ``rows`` rows later (a slice of the table)."""
         return Taps(self.index - rows, self.weight) if rows else self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,20 +20,24 @@ from .temperature import GumbelTemperature
 MASK_LOSS_WEIGHTS = (0.25, 0.75)
 
 NamedBlocks = Iterable[tuple[str, SparseBottleneck]]
+L = TypeVar("L", bound=nn.Module)
+
+
+def _modules_of(module: nn.Module, kind: type[L]) -> Iterator[tuple[str, L]]:
+    """(qualified name, submodule) for every submodule of type ``kind`` inside ``module``."""
+    for name, child in module.named_modules():
+        if isinstance(child, kind):
+            yield name, child
 
 
 def sparse_blocks(module: nn.Module) -> Iterator[tuple[str, SparseBottleneck]]:
     """(qualified name, block) for every :class:`SparseBottleneck` inside ``module``."""
-    for name, child in module.named_modules():
-        if isinstance(child, SparseBottleneck):
-            yield name, child
+    return _modules_of(module, SparseBottleneck)
 
 
 def sampling_heads(module: nn.Module) -> Iterator[tuple[str, HeadSampling]]:
     """(qualified name, head sampling) for every :class:`HeadSampling` inside ``module``."""
-    for name, child in module.named_modules():
-        if isinstance(child, HeadSampling):
-            yield name, child
+    return _modules_of(module, HeadSampling)
 
 
 def sampled_decode_head(model: nn.Module) -> tuple[nn.Module, HeadSampling] | None:
@@ -46,9 +51,7 @@ def sampled_decode_head(model: nn.Module) -> tuple[nn.Module, HeadSampling] | No
 def sampling_layers(module: nn.Module) -> Iterator[tuple[str, SamplingLayer]]:
     """Blocks and head samplings inside ``module``: what execution mode, generator and
     sampler switches apply to."""
-    for name, child in module.named_modules():
-        if isinstance(child, SamplingLayer):
-            yield name, child
+    return _modules_of(module, SamplingLayer)
 
 
 def _named(blocks: NamedBlocks | Iterable[SparseBottleneck]) -> list[tuple[str, SparseBottleneck]]:
