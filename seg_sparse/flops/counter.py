@@ -117,24 +117,26 @@ class _Recorder:
         return sum(self.macs.get(m, 0) for m in module.modules())
 
 
+def _output_shape(recorder: _Recorder, conv: nn.Module) -> tuple[int, ...] | None:
+    """(1, C, H, W) of ``conv``'s output (its last recorded leaf) in the recorded forward."""
+    leaves = [m for m in conv.modules() if m in recorder.shapes]
+    return tuple(recorder.shapes[leaves[-1]]) if leaves else None
+
+
 def _interp_cost(recorder: _Recorder, conv: nn.Module, interp: nn.Module) -> int:
     """k x k single-output conv over the channels of ``conv``'s output at its resolution, k the
     window of the block's interpolation module ``interp``."""
-    leaves = [m for m in conv.modules() if m in recorder.shapes]
-    if not leaves:
+    shape = _output_shape(recorder, conv)
+    if shape is None:
         return 0
-    _, c, h, w = recorder.shapes[leaves[-1]]
-    k = int(interp.window)
-    return k * k * c * h * w
+    _, c, h, w = shape
+    return int(interp.window) ** 2 * c * h * w
 
 
 def _positions(recorder: _Recorder, conv: nn.Module) -> int:
     """Output positions (batch 1) of ``conv`` in the recorded forward."""
-    leaves = [m for m in conv.modules() if m in recorder.shapes]
-    if not leaves:
-        return 0
-    _, _, h, w = recorder.shapes[leaves[-1]]
-    return h * w
+    shape = _output_shape(recorder, conv)
+    return 0 if shape is None else shape[2] * shape[3]
 
 
 def _predictor_macs(block: nn.Module, recorder: _Recorder) -> dict[str, int]:
@@ -144,8 +146,7 @@ def _predictor_macs(block: nn.Module, recorder: _Recorder) -> dict[str, int]:
     for role, predictor, conv in (("mask1", "mask1", block.conv1), ("mask2", "mask2", block.conv3)):
         module = getattr(block, predictor, None)
         if isinstance(module, nn.Module) and module not in recorder.macs:
-            weight = next(p for n, p in module.named_parameters() if n.endswith("weight"))
-            macs[role] = weight.numel() * _positions(recorder, conv)
+            macs[role] = module.conv.weight.numel() * _positions(recorder, conv)
     return macs
 
 
