@@ -57,9 +57,12 @@ def mm_log_records():
     handler = logging.Handler(logging.INFO)
     handler.emit = records.append
     logger.addHandler(handler)
+    level = logger.level  # an earlier Runner may have left the current logger at WARNING
+    logger.setLevel(logging.INFO)
     try:
         yield records
     finally:
+        logger.setLevel(level)
         logger.removeHandler(handler)
 
 

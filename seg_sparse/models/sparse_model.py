@@ -53,7 +53,7 @@ class DensityRecorder:
         self.area += area
 
     def per_image(self, index: int) -> dict[str, tuple[float, ...]]:
-        return {name: tuple(float(v / self.area) for v in s[index])
+        return {name: tuple((s[index] / self.area).tolist())  # one host sync per layer
                 for name, s in self.sums.items()}
 
 
@@ -117,8 +117,10 @@ class SparseModelMixin:
 
     def _record_head(self, inputs: Tensor) -> None:
         """Add the decode head's densities of the forward that just ran (during predict)."""
+        if self._head_recorder is None:  # outside predict: nothing to record, no module walk
+            return
         sampled = sampled_decode_head(self)
-        if self._head_recorder is not None and sampled is not None:
+        if sampled is not None:
             head, sampling = sampled
             self._head_recorder.add(head_densities(sampling, head.sampled_layer_names()),
                                     inputs.shape[-2] * inputs.shape[-1])
