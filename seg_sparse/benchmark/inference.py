@@ -30,7 +30,7 @@ from seg_sparse.sampling.execution import crossover_override
 from .masks import (
     HeadMasks,
     Masks,
-    head_densities,
+    head_mask_densities,
     head_masks_at_density,
     mask_shapes,
     masks_at_density,
@@ -189,7 +189,7 @@ def benchmark_inference(
         with tqdm(total=1, desc=desc, unit="table", leave=False):
             ms = alternated_medians(fns, repeats, warmup, device)
         for key, (masks, head) in mask_sets.items():
-            ratio = _flops_ratio(profile, masks, part, head_densities(sparse_model, head))
+            ratio = _flops_ratio(profile, masks, part, head_mask_densities(sparse_model, head))
             speedup = ms["dense"] / ms[f"sparse@{key}"]
             values = list(mean_densities(masks).values())
             rows.append(InferenceRow(

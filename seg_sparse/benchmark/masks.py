@@ -143,7 +143,7 @@ def recorded_head_masks(model: nn.Module, x: torch.Tensor, seed: int = 0) -> Hea
     return _head_forward(model, x, seed)
 
 
-def head_densities(model: nn.Module, masks: HeadMasks) -> dict[str, float] | None:
+def head_mask_densities(model: nn.Module, masks: HeadMasks) -> dict[str, float] | None:
     """Sampled head conv name -> fraction of positions its mask computes."""
     if masks is None:
         return None
