@@ -59,6 +59,16 @@ def test_detection_backbone_uses_the_segmentation_block_class():
                                              (256, 2, 3)]
 
 
+def test_detection_backbones_take_the_execution_mode_and_train_returns_the_module():
+    det = SparseDetResNeXt(**NARROW, groups=2, base_width=4, execution="masked")
+    assert {b.execution for _, b in sparse_blocks(det)} == {"masked"}
+    assert det.train() is det and det.eval() is det  # mmdet's train() returns None
+    seg = SparseResNetV1c(depth=50, base_channels=8, stem_channels=8)
+    assert seg.train(False) is seg
+    with pytest.raises(ValueError, match="execution must be one of .* got 'fast'"):
+        SparseDetResNet(**NARROW, execution="fast")
+
+
 @pytest.mark.parametrize("arch", ["resnet", "resnext"])
 def test_parameter_names_equal_mmdets_and_its_checkpoints_load(arch, tmp_path):
     torch.manual_seed(0)
