@@ -20,9 +20,11 @@ from mmengine.config import Config
 
 from seg_sparse.visualization import (
     collect_head_masks,
-    detection_panel,
     mask_overlay_figure,
+    picture_size,
     predict_with_masks,
+    prediction_panel,
+    resize_to,
     resolve_blocks,
     sampling_blocks,
     stochastic_vs_deterministic_figure,
@@ -149,12 +151,9 @@ def visualize_images(
         sample, masks = predict_with_masks(model, data, shown)
         head_masks = {}
         if "pred_sem_seg" in sample:
-            prediction = sample.pred_sem_seg.data[0].cpu().numpy()
-            image = _match(image, prediction.shape)
-            legend = {}
-            head_masks = collect_head_masks(model, prediction.shape)
-        else:
-            prediction, legend = detection_panel(image, sample.pred_instances, loaded.cfg)
+            image = resize_to(image, picture_size(sample))
+            head_masks = collect_head_masks(model, picture_size(sample))
+        prediction, legend = prediction_panel(image, sample, loaded.cfg)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
         mask_overlay_figure(
@@ -175,11 +174,3 @@ def visualize_images(
                                     {n: m.density for n, m in head_masks.items()}))
     return written
 
-
-def _match(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The image at the prediction's size (they differ only if the pipeline resized labels)."""
-    if image.shape[:2] == tuple(shape):
-        return image
-    import mmcv
-
-    return mmcv.imresize(image, (shape[1], shape[0]))

@@ -4,28 +4,39 @@
   blocks over the image; :func:`stochastic_vs_deterministic_figure` -- one block, two samplers;
   :func:`detection_panel` / :func:`draw_detections` -- a detector's boxes over the image (the
   prediction panel of a detection model).
-* :func:`collect_block_masks` / :func:`predict_with_masks` -- masks of a model's last forward
-  at image size (:func:`collect_head_masks`: a sampled decode head's); :func:`use_sampler`
-  switches the sampler of a trained model temporarily.
+* :func:`collect_block_masks` / :func:`sample_masks` / :func:`predict_with_masks` -- masks of a
+  model's last forward at image size (:func:`collect_head_masks`: a sampled decode head's);
+  :func:`use_sampler` switches the sampler of a trained model temporarily.
+* :func:`prediction_panel` -- a Seg/DetDataSample's prediction as the figures draw it;
+  :func:`figure_to_rgb` -- a figure as an RGB array (for mmengine's ``Visualizer``).
 * :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model.
 * :func:`speed_accuracy_curve` -- GFLOPs vs accuracy, one line per method family.
 """
 
 from .charts import sparsity_bar_chart, speed_accuracy_curve
-from .detections import detection_classes, detection_panel, draw_detections
-from .figures import colorize, mask_overlay_figure, overlay_mask, stochastic_vs_deterministic_figure
+from .detections import detection_classes, detection_panel, draw_detections, prediction_panel
+from .figures import (
+    colorize,
+    mask_overlay_figure,
+    overlay_mask,
+    resize_to,
+    stochastic_vs_deterministic_figure,
+)
 from .masks import (
     BlockMasks,
     HeadMask,
     collect_block_masks,
     collect_head_masks,
     default_blocks,
+    input_region,
+    picture_size,
     predict_with_masks,
     resolve_blocks,
+    sample_masks,
     sampling_blocks,
     use_sampler,
 )
-from .style import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, save_figure
+from .style import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, figure_to_rgb, save_figure
 
 __all__ = [
     "CITYSCAPES_CLASSES",
@@ -39,10 +50,16 @@ __all__ = [
     "detection_classes",
     "detection_panel",
     "draw_detections",
+    "figure_to_rgb",
+    "input_region",
     "mask_overlay_figure",
     "overlay_mask",
+    "picture_size",
     "predict_with_masks",
+    "prediction_panel",
+    "resize_to",
     "resolve_blocks",
+    "sample_masks",
     "sampling_blocks",
     "save_figure",
     "sparsity_bar_chart",

@@ -53,6 +53,16 @@ def _check_mask(mask: np.ndarray, image: np.ndarray, what: str) -> np.ndarray:
     return np.clip(mask, 0.0, 1.0)
 
 
+def resize_to(image_rgb: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The image at (H, W) = ``shape`` (bilinear; unchanged when it already is): a picture
+    read from disk next to a prediction at another size (labels resized by the pipeline)."""
+    if image_rgb.shape[:2] == tuple(shape[:2]):
+        return image_rgb
+    import mmcv
+
+    return mmcv.imresize(image_rgb, (int(shape[1]), int(shape[0])))
+
+
 def overlay_mask(image_rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Image with sampled positions (mask 1) tinted and unsampled ones (mask 0) darkened;
     soft masks blend between the two."""

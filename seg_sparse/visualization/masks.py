@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seg_sparse.models.sparse_model import INPUT_SHAPE_KEY
 from seg_sparse.sampling import (
     HeadSampling,
     SparseBottleneck,
@@ -172,15 +173,43 @@ def use_sampler(model: nn.Module, sampler: str) -> Iterator[None]:
             block.sampler = saved[name]
 
 
+def input_region(sample: Any) -> tuple[float, float]:
+    """Fraction (of height, of width) of the network input that holds the image of ``sample``
+    (a Seg/DetDataSample): ``img_shape`` within the padded ``batch_input_shape`` (or the input
+    shape a sparse model records), (1, 1) when the input was not padded."""
+    meta = sample.metainfo
+    padded = meta.get("batch_input_shape") or meta.get(INPUT_SHAPE_KEY)
+    shape = meta.get("img_shape")
+    if padded is None or shape is None:
+        return 1.0, 1.0
+    return min(1.0, shape[0] / padded[0]), min(1.0, shape[1] / padded[1])
+
+
+def picture_size(sample: Any) -> tuple[int, int]:
+    """(H, W) a prediction of ``sample`` is drawn at: its ``pred_sem_seg`` (segmentation), else
+    its original image size (detection)."""
+    if "pred_sem_seg" in sample:
+        h, w = sample.pred_sem_seg.data.shape[-2:]
+    else:
+        h, w = sample.ori_shape
+    return int(h), int(w)
+
+
+def sample_masks(model: nn.Module, sample: Any, index: int = 0,
+                 blocks: Sequence[str] | str | None = None) -> dict[str, BlockMasks]:
+    """Masks of the model's last forward for image ``index`` of its batch, whose prediction is
+    ``sample``: cut to the part of the input that holds the image and stretched to
+    :func:`picture_size`, so they lie over the image as the prediction does."""
+    return collect_block_masks(model, picture_size(sample), blocks, index,
+                               region=input_region(sample))
+
+
 def predict_with_masks(
     model: nn.Module, data: dict, blocks: Sequence[str] | str | None = None
 ) -> tuple[Any, dict[str, BlockMasks]]:
     """Run ``model.test_step(data)`` on a one-image batch (as built by the test pipeline and
-    ``pseudo_collate``) and return (data sample, masks at the image's original size).
-
-    Segmentation: the size of ``pred_sem_seg``. Detection (a DetDataSample): ``ori_shape``,
-    the masks cut to the resized image inside the padded batch input (``img_shape`` of
-    ``batch_input_shape``) first."""
+    ``pseudo_collate``) and return (data sample, masks at the image's original size,
+    :func:`sample_masks`)."""
     was_training = model.training
     model.eval()
     try:
@@ -188,9 +217,4 @@ def predict_with_masks(
             (sample,) = model.test_step(data)
     finally:
         model.train(was_training)
-    if "pred_sem_seg" in sample:
-        h, w = sample.pred_sem_seg.data.shape[-2:]
-        return sample, collect_block_masks(model, (int(h), int(w)), blocks)
-    (h, w), (ih, iw), (ph, pw) = sample.ori_shape, sample.img_shape, sample.batch_input_shape
-    return sample, collect_block_masks(model, (int(h), int(w)), blocks,
-                                       region=(ih / ph, iw / pw))
+    return sample, sample_masks(model, sample, 0, blocks)
