@@ -119,6 +119,20 @@ def test_sparsity_two_checkpoints(models: Models, tmp_path: Path, capsys) -> Non
     width, height = png_size(out / "sparsity.png")
     assert width >= 600 and height >= 500  # two panels of 16 blocks
 
+    # where the model computes, measured in the same pass
+    assert str(out / "sparsity_regions.png") in printed
+    assert "Density on class boundaries vs interiors" in printed and "road" in printed
+    regions = first["regions"]
+    assert regions == second["regions"] and regions["images"] == 1 and regions["band"] == 1
+    assert [b["name"] for b in regions["blocks"]] == [b["name"] for b in first["blocks"]]
+    assert 0.0 < regions["boundary"] <= 1.0 and 0.0 < regions["interior"] <= 1.0
+    assert regions["boundary_interior_ratio"] == pytest.approx(
+        regions["boundary"] / regions["interior"])
+    shares = [c["share"] for c in regions["per_class"].values()]
+    assert sum(shares) == pytest.approx(1.0) and "road" in regions["per_class"]
+    width, height = png_size(out / "sparsity_regions.png")
+    assert width >= 1000 and height >= 600  # two rows of two panels
+
 
 def test_checkpoint_of_another_architecture_is_refused(models: Models, tmp_path: Path,
                                                         capsys) -> None:

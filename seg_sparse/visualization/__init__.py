@@ -9,11 +9,12 @@
   :func:`use_sampler` switches the sampler of a trained model temporarily.
 * :func:`prediction_panel` -- a Seg/DetDataSample's prediction as the figures draw it;
   :func:`figure_to_rgb` -- a figure as an RGB array (for mmengine's ``Visualizer``).
-* :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model.
+* :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model;
+  :func:`region_density_chart` -- density on class boundaries vs interiors and per class.
 * :func:`speed_accuracy_curve` -- GFLOPs vs accuracy, one line per method family.
 """
 
-from .charts import sparsity_bar_chart, speed_accuracy_curve
+from .charts import region_density_chart, sparsity_bar_chart, speed_accuracy_curve
 from .detections import detection_classes, detection_panel, draw_detections, prediction_panel
 from .figures import (
     colorize,
@@ -57,6 +58,7 @@ __all__ = [
     "picture_size",
     "predict_with_masks",
     "prediction_panel",
+    "region_density_chart",
     "resize_to",
     "resolve_blocks",
     "sample_masks",

@@ -62,6 +62,11 @@ def figure_to_rgb(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def share_text(fraction: float) -> str:
+    """A share of an image for a legend: '<1%' below one percent, else whole percents."""
+    return "<1%" if fraction < 0.01 else f"{100.0 * fraction:.0f}%"
+
+
 def check_palette(palette: np.ndarray | list, num_classes: int) -> np.ndarray:
     """(num_classes, 3) uint8 palette, with a clear error when it has too few colours."""
     palette = np.asarray(palette)
