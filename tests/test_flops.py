@@ -199,3 +199,20 @@ def test_report_output_and_bad_densities():
     with pytest.raises(ValueError, match="input shape must be positive"):
         count_flops(model, (0, 64))
     assert model.training is False
+
+
+@pytest.mark.slow
+def test_the_complexity_info_lines_of_the_docs_run_and_agree(monkeypatch):
+    """docs/analysis.md's snippet, on the demo's dense twin: within 1% of count_flops."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "docs/analysis.md").read_text().split("### mmengine's FLOP counter")[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(repo)
+    namespace: dict = {}
+    exec(compile(code, "docs/analysis.md", "exec"), namespace)  # noqa: S102 - our own docs
+    report = count_flops(namespace["model"], (128, 256))
+    assert namespace["info"]["flops"] / 1e9 == pytest.approx(report.total_dense, rel=0.01)
+    assert round(report.total_dense, 3) == 1.390  # the figure the docs quote
