@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from cli_support import SPARSE_CPU_CONFIG, seg_sparse, tiny_config, unique_name
 
+pytest_plugins = ("det_support",)
+
 #: The line docs/visualization.md tells users to add, and the backends to log to.
 HOOK_LINE = "custom_hooks = _base_.custom_hooks + [dict(type='SparseVisualizationHook')]"
 BACKENDS = ("visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
@@ -101,3 +103,21 @@ def test_density_scalars_names_and_bad_image_indices():
     assert density_scalars(None, None) == {}
     with pytest.raises(ValueError, match="image_indices"):
         SparseVisualizationHook(image_indices=(-1,))
+
+
+@pytest.mark.slow
+def test_detection_test_run_logs_densities_and_boxes_with_masks(trained_detector, tmp_path):
+    """The same line in a detection config, under `seg-sparse test` (step 0)."""
+    config = tmp_path / "det_with_hook.py"
+    config.write_text(f"_base_ = [{str(trained_detector.config)!r}]\n{HOOK_LINE}\n")
+    work = tmp_path / "test"
+    rc = seg_sparse("test", str(config), str(trained_detector.checkpoint), "--work-dir",
+                    str(work), "--cfg-options", *unique_name("vis_hook_det"))
+    assert rc == 0
+    (vis_data,) = work.glob("*/vis_data")
+    (line,) = [line for line in _scalar_lines(vis_data) if "density/layer1.0/d1" in line]
+    assert line["step"] == 0 and 0.0 < line["density/layer4.2/d2"] <= 1.0
+    (png,) = (vis_data / "vis_image").glob("sampling_masks_*_0.png")
+    import mmcv
+
+    assert mmcv.imread(str(png)).shape[1] > 600
