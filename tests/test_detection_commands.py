@@ -72,6 +72,7 @@ def test_seg_sparse_test_on_a_detection_checkpoint(trained_detector, tmp_path, c
     assert rc == 2 and "apply to segmentation configs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
     from det_support import small_config
 
