@@ -8,7 +8,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from seg_sparse.flops import count_flops
-from seg_sparse.sampling import SparseBottleneck, execution_mode
+from seg_sparse.sampling import SparseBottleneck, execution_mode, set_sampling_generator
 
 SHAPE = (32, 64)
 DCN = dict(type="DCN", deform_groups=1, fallback_on_stride=False)
@@ -107,6 +107,20 @@ def test_get_model_complexity_info_counts_the_dense_twin_like_seg_sparse_flops()
     dcn_outputs = sum(m.conv2.weight.shape[0] for m in model.backbone.modules()
                       if isinstance(m, SparseBottleneck) and m.with_dcn) * positions
     assert by_op["deform_conv2d"] == dcn_outputs
+
+
+@pytest.mark.parametrize("sampler", ["dense", "stochastic"])
+def test_get_model_complexity_info_traces_the_masked_path_on_auto(sampler):
+    """The default execution ('auto') runs gathers and GEMMs at inference; traced, every
+    sampling layer runs the masked path instead, so mmengine counts the same as on 'masked'
+    (and does not crash). Same seed for both: the masked path skips the interpolation of an
+    all-ones mask, so the count of a stochastic model follows its draws."""
+    model = tiny_segmentor("SparseResNetV1c", dcn=True, sampler=sampler)
+    counts = []
+    for execution in ("auto", "masked"):
+        set_sampling_generator(model, torch.Generator().manual_seed(0))
+        counts.append(complexity_info(model, execution)["flops"])
+    assert counts[0] == counts[1]
 
 
 def test_get_model_complexity_info_on_a_sampled_model_counts_the_masked_computation():
