@@ -194,11 +194,11 @@ class SparseVisualizationHook(Hook):
         prediction, legend = prediction_panel(image, sample, runner.cfg, dataset.metainfo)
         step = metrics_step(runner, mode)
         stem = osp.splitext(osp.basename(path))[0]
-        where = f"iteration {runner.iter}" if mode == "val" else "test"
+        where = f"validation at iteration {runner.iter}" if mode == "val" else "test run"
         figure = mask_overlay_figure(
             image, prediction, masks, head_masks=head_masks, **legend,
             title=f"{osp.basename(path)} (image {self._wanted[path]}): sampled positions, "
-                  f"{mode} at {where}")
+                  f"{where}")
         runner.visualizer.add_image(f"{IMAGE_PREFIX}_{stem}", figure_to_rgb(figure), step=step)
 
     def _log_densities(self, runner: Any, metrics: dict, mode: str) -> None:
