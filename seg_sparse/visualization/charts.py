@@ -215,11 +215,12 @@ def region_density_chart(regions: Mapping[str, Mapping[str, Any]],
         ax = fig.add_subplot(grid[row, 1])
         per_class = sorted(data["per_class"].items(), key=lambda item: -item[1]["density"])
         y = np.arange(len(per_class))
-        ax.barh(y, [v["density"] for _, v in per_class], color="#55A868")
+        values = [v["density"] for _, v in per_class]
+        ax.barh(y, values, color="#55A868")
         ax.set_yticks(y, [f"{name} ({share_text(v['share'])})" for name, v in per_class],
                       fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1.05)
+        ax.set_xlim(0, min(1.05, 1.2 * max(values, default=1.0) + 0.02))
         ax.set_xlabel("density on the class (mean over blocks)")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
