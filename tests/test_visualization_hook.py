@@ -121,3 +121,15 @@ def test_detection_test_run_logs_densities_and_boxes_with_masks(trained_detector
     import mmcv
 
     assert mmcv.imread(str(png)).shape[1] > 600
+
+
+@pytest.mark.slow
+def test_image_index_beyond_the_dataset_is_one_line_exit_2(trained, tmp_path, capsys):
+    config = tmp_path / "bad_index.py"
+    config.write_text(f"_base_ = [{trained.config!r}]\ncustom_hooks = _base_.custom_hooks + "
+                      "[dict(type='SparseVisualizationHook', image_indices=(0, 7))]\n")
+    rc = seg_sparse("test", str(config), str(trained.checkpoint), "--work-dir",
+                    str(tmp_path / "work"), "--data-root", str(trained.root),
+                    "--cfg-options", *unique_name("vis_hook_bad"))
+    assert rc == 2
+    assert "image_indices [7] out of range for the 2 images" in capsys.readouterr().err

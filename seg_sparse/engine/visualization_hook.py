@@ -37,6 +37,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
 
+from seg_sparse.apis.config_values import ConfigValueError
+
 from .registry import register_hook
 
 #: Scalar name prefixes: backbone blocks (``density/layer3.2/d1``), sampled head convs.
@@ -91,8 +93,8 @@ class SparseVisualizationHook(Hook):
             image_indices = (image_indices,)
         bad = [i for i in image_indices if not isinstance(i, int) or isinstance(i, bool) or i < 0]
         if bad:
-            raise ValueError(f"SparseVisualizationHook: image_indices must be dataset indices "
-                             f"(ints >= 0), got {list(image_indices)!r}")
+            raise ConfigValueError(f"SparseVisualizationHook: image_indices must be dataset "
+                                   f"indices (ints >= 0), got {list(image_indices)!r}")
         self.image_indices = tuple(image_indices)
         self.blocks = blocks
         self.head = bool(head)
@@ -102,6 +104,15 @@ class SparseVisualizationHook(Hook):
         self._warned: set[str] = set()
 
     # -- mmengine hook points ---------------------------------------------------------------
+    def before_train(self, runner: Any) -> None:
+        """Check ``image_indices`` against the validation set before the first iteration, not
+        at the first validation."""
+        from mmengine.runner import BaseLoop
+
+        loop = getattr(runner, "_val_loop", None)  # built by now, if the run validates
+        if isinstance(loop, BaseLoop):
+            self._resolve_images(runner, loop)
+
     def before_val_epoch(self, runner: Any) -> None:
         self._resolve_images(runner, runner.val_loop)
 
@@ -129,8 +140,9 @@ class SparseVisualizationHook(Hook):
         dataset = loop.dataloader.dataset
         out_of_range = [i for i in self.image_indices if i >= len(dataset)]
         if out_of_range:
-            raise ValueError(f"SparseVisualizationHook: image_indices {out_of_range} out of "
-                             f"range for the {len(dataset)} images of the evaluated dataset")
+            raise ConfigValueError(f"SparseVisualizationHook: image_indices {out_of_range} out "
+                                   f"of range for the {len(dataset)} images of the evaluated "
+                                   "dataset")
         self._wanted = {dataset.get_data_info(i)["img_path"]: i for i in self.image_indices}
 
     def _after_batch(self, runner: Any, outputs: Sequence, mode: str) -> None:
