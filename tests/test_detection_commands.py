@@ -116,6 +116,8 @@ def test_analysis_commands_on_a_detector(trained_detector, tmp_path, capsys):
     assert main(["sparsity", config, ckpt, *common, "--out-dir", str(tmp_path / "sp")]) == 0
     sparsity = json.loads((tmp_path / "sp/sparsity.json").read_text())["models"][0]
     assert len(sparsity["blocks"]) == 16 and "mAP" in sparsity
+    # boxes, no label maps: no boundary / interior measurement, no regions chart
+    assert sparsity["regions"] is None and not (tmp_path / "sp/sparsity_regions.png").exists()
 
     assert main(["prune", config, ckpt, "--ratios", "0.5", *common,
                  "--out-dir", str(tmp_path / "pr")]) == 0
