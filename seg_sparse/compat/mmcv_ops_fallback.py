@@ -166,6 +166,20 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
 
+class _InstalledLoader:
+    """Loader in the fallback package's spec: an import of ``mmcv.ops`` that finds it already
+    in ``sys.modules`` by a side effect of its own finders (the start hook,
+    ``seg_sparse_mmcv_hook``) reloads it from this spec and gets the same object back."""
+
+    @staticmethod
+    def create_module(spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return sys.modules[spec.name]
+
+    @staticmethod
+    def exec_module(module: types.ModuleType) -> None:
+        return None
+
+
 class _OpsPackage(types.ModuleType):
     """The fallback package. Importing a submodule makes Python set it as an attribute of the
     package; where mmcv exports an op of the same name (``nms``, ``roi_align``,
@@ -222,7 +236,8 @@ def install() -> bool:
     import mmcv
 
     module = _OpsPackage(PACKAGE, __doc__)
-    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=None, is_package=True)
+    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=_InstalledLoader,
+                                                     is_package=True)
     module.__path__ = []  # a package: submodules come from _SubmoduleFinder only
     for names in PROVIDED.values():
         module.__dict__.update(names)
