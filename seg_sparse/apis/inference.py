@@ -7,6 +7,7 @@ image's size: what a notebook needs to plot where the model computed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +85,15 @@ def inference_with_masks(
         raise TypeError(f"{type(model).__name__} is not a seg_sparse sparse model (use a config "
                         "whose model is SparseEncoderDecoder or SparseFasterRCNN)")
     infer = _inference_function(model)
-    with model.returning_sampling_masks():
-        result = infer(model, img)
+    cfg = model.cfg
+    # mmseg's inference_model rewrites model.cfg's test pipeline in place for array input, after
+    # which a file fails (KeyError 'img'); it runs on a copy here
+    model.cfg = copy.deepcopy(cfg)
+    try:
+        with model.returning_sampling_masks():
+            result = infer(model, img)
+    finally:
+        model.cfg = cfg
     if isinstance(result, list):
         return [_masked(sample, blocks) for sample in result]
     return _masked(result, blocks)
