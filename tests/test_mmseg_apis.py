@@ -140,20 +140,37 @@ def test_mmdet_apis_in_a_fresh_interpreter_that_imports_mmdet_first(tmp_path: Pa
                         meta=dict(dataset_meta=dict(classes=classes))), 'ck.pth')
         model = init_detector({str(DET_CONFIG)!r}, 'ck.pth', device='cpu')
         by_path = inference_detector(model, 'images/scene0.png')
+        from seg_sparse.apis import inference_with_masks
+        from seg_sparse.apis.inferencers import SparseDetInferencer
+
+        masked = inference_with_masks(model, 'images/scene1.png', blocks=['layer3.0'])
+        # (inference_detector with an array rewrites model.cfg for good: files fail after it)
         by_array = inference_detector(model, np.zeros((128, 256, 3), np.uint8))
         inferencer = DetInferencer(model={str(DET_CONFIG)!r}, weights='ck.pth', device='cpu')
         result = inferencer('images', out_dir='out', no_save_pred=False)
+        sparse = SparseDetInferencer(model={str(DET_CONFIG)!r}, weights='ck.pth', device='cpu')
+        with_masks = sparse('images', out_dir='sparse', return_masks=True,
+                            draw_masks=['layer3.0'])['predictions']
         print(json.dumps(dict(
             boxes=[by_path.pred_instances.bboxes.shape[1], by_array.pred_instances.bboxes.shape[1]],
             blocks=len(by_path.metainfo['sampling_densities']),
             vis=sorted(os.listdir('out/vis')), preds=sorted(os.listdir('out/preds')),
-            keys=sorted(result['predictions'][0]))))
+            keys=sorted(result['predictions'][0]),
+            masked=[list(masked.masks['layer3.0'].mask2.shape), len(masked.densities)],
+            sparse_keys=sorted(with_masks[0]), sparse_masks=len(with_masks[1]['sampling_masks']),
+            sparse_vis=sorted(os.listdir('sparse/vis')))))
     """, tmp_path)
     assert out["boxes"] == [4, 4]
     assert out["blocks"] == 16
     assert out["vis"] == ["scene0.png", "scene1.png"]
     assert out["preds"] == ["scene0.json", "scene1.json"]
     assert out["keys"] == ["bboxes", "labels", "scores"]
+    assert out["masked"] == [[128, 256], 16]  # the image's size (the padded input is cut)
+    assert out["sparse_keys"] == ["bboxes", "labels", "sampling_densities", "sampling_masks",
+                                  "scores"]
+    assert out["sparse_masks"] == 32
+    assert out["sparse_vis"] == ["scene0.png", "scene0_masks.png", "scene1.png",
+                                 "scene1_masks.png"]
 
 
 def _shipped_configs() -> list[Path]:
