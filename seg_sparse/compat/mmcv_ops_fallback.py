@@ -166,17 +166,14 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
 
-class _InstalledLoader:
-    """Loader in the fallback package's spec: an import of ``mmcv.ops`` that finds it already
-    in ``sys.modules`` by a side effect of its own finders (the start hook,
-    ``seg_sparse_mmcv_hook``) reloads it from this spec and gets the same object back."""
+class _BuiltPackageLoader(importlib.abc.Loader):
+    """The fallback package's loader: the package is built by :func:`install`, so importing
+    ``mmcv.ops`` through its spec (as an import hook may) returns it unchanged."""
 
-    @staticmethod
-    def create_module(spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         return sys.modules[spec.name]
 
-    @staticmethod
-    def exec_module(module: types.ModuleType) -> None:
+    def exec_module(self, module: types.ModuleType) -> None:
         return None
 
 
@@ -236,7 +233,7 @@ def install() -> bool:
     import mmcv
 
     module = _OpsPackage(PACKAGE, __doc__)
-    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=_InstalledLoader,
+    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=_BuiltPackageLoader(),
                                                      is_package=True)
     module.__path__ = []  # a package: submodules come from _SubmoduleFinder only
     for names in PROVIDED.values():
