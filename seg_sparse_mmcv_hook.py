@@ -7,7 +7,9 @@ a pure-torch ``mmcv.ops``) was imported first. Installing seg-sparse puts
 interpreter start. That only adds :class:`MmcvOpsHook` to ``sys.meta_path``: nothing else is
 imported (no torch, no seg_sparse) and other imports pass through it untouched.
 
-The hook steps in at the first import of ``mmseg``, ``mmdet`` or ``mmcv.ops``. For mmseg and
+The hook steps in at the first import of ``mmseg``, ``mmdet`` or ``mmcv.ops``, unless
+seg_sparse was imported before (then seg_sparse's own hook, :mod:`seg_sparse.registration`,
+does the same). For mmseg and
 mmdet it lets their top-level module run (it imports mmcv and mmengine, none of their
 submodules) and then, if ``mmcv._ext`` is missing, hands over to
 ``seg_sparse.compat.mmcv_ops_fallback`` before the package's submodules load: at that point
@@ -67,6 +69,8 @@ class MmcvOpsHook:
     """Meta-path finder that answers only for :data:`WATCHED` packages and ``mmcv.ops``."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if "seg_sparse" in sys.modules:  # imported first: its own import hook does the rest
+            return None
         if fullname == OPS:  # imported directly: nothing of mmseg / mmdet is half-imported
             hand_over()  # the fallback is in sys.modules now, or the compiled ops load
             return None

@@ -76,16 +76,23 @@ def test_start_hook_imports_nothing_at_interpreter_start():
 
 
 @pytest.mark.slow
-def test_a_direct_import_of_mmcv_ops_gets_the_fallback(tmp_path: Path):
-    out = _run("""
+@pytest.mark.parametrize("first", [
+    "from mmcv.ops import nms, point_sample",  # mmcv.ops directly: nothing half-imported
+    "import mmengine; import mmseg.models",  # mmengine loaded before mmseg
+    "import seg_sparse; from mmseg.apis import init_model",  # seg_sparse's own hook acts
+])
+def test_any_import_order_gets_the_fallback_and_the_registrations(first: str, tmp_path: Path):
+    out = _run(f"""
         import json, sys
-        from mmcv.ops import nms, point_sample
-        import mmcv.ops, seg_sparse_mmcv_hook as hook
+        {first}
+        import mmcv.ops, seg_sparse, seg_sparse_mmcv_hook as hook
+        from mmseg.registry import MODELS
         from seg_sparse.compat import is_fallback_installed
-        print(json.dumps([is_fallback_installed(), hook.is_installed(),
-                          sys.modules['mmcv.ops'] is mmcv.ops, nms.__module__]))
+        print(json.dumps([is_fallback_installed(), sys.modules['mmcv.ops'] is mmcv.ops,
+                          mmcv.ops.nms.__module__, seg_sparse.is_registered(),
+                          MODELS.get('SparseEncoderDecoder') is not None]))
     """, tmp_path)
-    assert out == [True, False, True, "seg_sparse.compat.detection_ops"]
+    assert out == [True, True, "seg_sparse.compat.detection_ops", True, True]
 
 
 @pytest.mark.slow

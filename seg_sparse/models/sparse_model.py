@@ -41,6 +41,9 @@ from seg_sparse.sampling import (
 #: network input those densities were measured at.
 DENSITIES_KEY = "sampling_densities"
 INPUT_SHAPE_KEY = "sampling_input_shape"
+#: Metainfo key of a test-time-augmented prediction (:mod:`.tta`): the network input (H, W) of
+#: each of its forward passes.
+INPUT_SHAPES_KEY = "sampling_input_shapes"
 #: Metainfo key of a sampled decode head's densities: conv name (relative to the head, e.g.
 #: ``conv_cat``) -> fraction of positions computed, averaged like the blocks'.
 HEAD_DENSITIES_KEY = "head_sampling_densities"
