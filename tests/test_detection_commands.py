@@ -70,6 +70,19 @@ def test_seg_sparse_test_on_a_detection_checkpoint(trained_detector, tmp_path, c
     rc = main(["test", str(trained_detector.config), str(trained_detector.checkpoint),
                "--cityscapes-eval"])
     assert rc == 2 and "apply to segmentation configs" in capsys.readouterr().err
+    # mmdet's test.py options: --tta (flipped and not: the backbone runs twice), --out a .pkl
+    rc = main(["test", str(trained_detector.config), str(trained_detector.checkpoint),
+               "--work-dir", str(tmp_path / "tta"), "--tta", "--out", str(tmp_path / "p.pkl"),
+               "--cfg-options", "experiment_name=det_cli_tta"])
+    assert rc == 0
+    tta = json.loads((tmp_path / "tta/metrics.json").read_text())["metrics"]
+    assert tta["coco/gflops_backbone_dense"] == pytest.approx(
+        2 * metrics["coco/gflops_backbone_dense"])
+    assert 0 <= tta["coco/bbox_mAP"] <= 1
+    from mmengine.fileio import load
+
+    dumped = load(str(tmp_path / "p.pkl"))
+    assert len(dumped) >= 1 and "pred_instances" in dumped[0]
 
 
 def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
@@ -157,10 +170,10 @@ def test_detection_panel_draws_confident_boxes_in_class_colours():
     assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == ["car"]
 
 
-@pytest.mark.parametrize("option", ["--out", "--cityscapes-eval"])
+@pytest.mark.parametrize("option", ["--submission-dir", "--cityscapes-eval"])
 def test_cityscapes_options_are_refused_for_detection(trained_detector, tmp_path, option,
                                                      capsys):
-    extra = [str(tmp_path / "out")] if option == "--out" else []
+    extra = [str(tmp_path / "out")] if option == "--submission-dir" else []
     rc = main(["test", str(trained_detector.config), str(trained_detector.checkpoint), option,
                *extra])
     assert rc == 2 and "not to this detection config" in capsys.readouterr().err

@@ -104,6 +104,21 @@ def test_submission_dir_writes_cityscapes_labelids_pngs(tested, trained):
     assert report["submission_dir"] == str(out_dir)
 
 
+def test_tta_tests_every_pass_and_counts_the_gflops_of_all(tested, trained, tmp_path):
+    from seg_sparse.cli.test import TTA_SCALE_FACTORS
+
+    report, _, _ = tested
+    rc = seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
+                    str(tmp_path), "--data-root", str(trained.root), "--tta", "--cfg-options",
+                    *unique_name("tta"))
+    assert rc == 0
+    tta = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert 0 <= tta["mIoU"] <= 100
+    passes = 2 * sum(f * f for f in TTA_SCALE_FACTORS)  # in test-size areas, flipped and not
+    assert tta["gflops_total_dense"] == pytest.approx(
+        passes * report["metrics"]["gflops_total_dense"], rel=0.03)
+
+
 def test_official_evaluation_agrees_with_iou_metric(tested):
     report, _, _ = tested
     official = report["cityscapes_official"]
