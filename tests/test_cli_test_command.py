@@ -76,7 +76,7 @@ def test_show_options_turn_on_mmsegs_visualization_hook():
     args = argparse.Namespace(show=True, show_dir="painted", wait_time=0.5)
     trigger_visualization(cfg, args, detection=False)
     hook = cfg.default_hooks.visualization
-    assert (hook.draw, hook.show, hook.wait_time) == (True, True, 0.5)
+    assert (hook.draw, hook.show, hook.wait_time, hook.interval) == (True, True, 0.5, 1)
     assert cfg.visualizer.save_dir == "painted"
     cfg = Config.fromfile(str(DET_CONFIG))
     trigger_visualization(cfg, argparse.Namespace(show=False, show_dir="painted",

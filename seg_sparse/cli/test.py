@@ -72,8 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--show-dir",
         metavar="DIR",
-        help="save every painted prediction: segmentation under DIR/vis_image/ (mmseg's "
-        "visualizer), detection under <work_dir>/<timestamp>/DIR/ (mmdet's hook)",
+        help="save every painted prediction: segmentation under DIR/vis_data/vis_image/ "
+        "(mmseg's visualizer), detection under <work_dir>/<timestamp>/DIR/ (mmdet's hook)",
     )
     parser.add_argument(
         "--wait-time", type=float, default=2, metavar="S",
@@ -196,6 +196,7 @@ def trigger_visualization(cfg, args: argparse.Namespace, detection: bool) -> Non
         trigger_visualization_hook(cfg, args)
         return
     hook["draw"] = True
+    hook.setdefault("interval", 1)  # mmseg's hook would draw every 50th prediction only
     if args.show:
         hook.update(show=True, wait_time=args.wait_time)
     if args.show_dir:
