@@ -153,6 +153,14 @@ def test_the_datasets_build_the_stock_loaders_of_a_config_as_the_checked_ones(tm
     with pytest.raises(InvalidLabelError, match=r"values \[25\] outside \{0..2, 255\}") as err:
         dataset[0]
     assert str(ann) in str(err.value)
+    tta = CheckedCityscapesDataset(
+        data_root=str(tmp_path), data_prefix=dict(img_path="leftImg8bit/val",
+                                                  seg_map_path="gtFine/val"),
+        pipeline=[dict(type="LoadImageFromFile"), dict(type="TestTimeAug", transforms=[
+            [dict(type="RandomFlip", prob=p) for p in (0.0, 1.0)],
+            [dict(type="LoadAnnotations")], [dict(type="PackSegInputs")]])])
+    with pytest.raises(InvalidLabelError, match=r"values \[25\]"):  # checked inside TTA too
+        tta[0]
     init_default_scope("mmdet")
     coco = CheckedCocoDataset(data_root=str(tmp_path), lazy_init=True,
                               pipeline=[dict(type="LoadImageFromFile", to_float32=True)])

@@ -130,7 +130,8 @@ def with_checked_loading(pipeline: Sequence[Any],
 
     ``checked``: stock name -> (checked class, default arguments), e.g.
     ``{"LoadAnnotations": (CheckedLoadAnnotations, {"num_classes": 19})}``. Steps given as
-    built transforms, or of other types, are kept as they are.
+    built transforms, or of other types, are kept as they are; the ``transforms`` of a wrapper
+    step (``TestTimeAug``: lists of alternatives) are mapped the same way.
     """
     out = []
     for step in pipeline:
@@ -140,6 +141,11 @@ def with_checked_loading(pipeline: Sequence[Any],
             if match is not None:
                 cls, defaults = match
                 step = {**defaults, **step, "type": cls}
+            elif isinstance(step.get("transforms"), (list, tuple)):
+                step = {**step, "transforms": [
+                    with_checked_loading(inner, checked) if isinstance(inner, (list, tuple))
+                    else with_checked_loading([inner], checked)[0]
+                    for inner in step["transforms"]]}
         out.append(step)
     return out
 
