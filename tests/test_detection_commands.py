@@ -85,6 +85,7 @@ def test_seg_sparse_test_on_a_detection_checkpoint(trained_detector, tmp_path, c
     assert len(dumped) >= 1 and "pred_instances" in dumped[0]
 
 
+@pytest.mark.slow
 def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
     from det_support import small_config
 
