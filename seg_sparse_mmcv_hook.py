@@ -21,6 +21,7 @@ hand-over.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 #: Packages whose submodules import mmcv.ops while loading.
 WATCHED = frozenset({"mmseg", "mmdet"})
@@ -47,11 +48,13 @@ def hand_over() -> None:
         mmcv_ops_fallback.install()
 
 
-class _HandOverAfterExec:
-    """Wraps a package's loader: runs the package's ``__init__``, then :func:`hand_over`."""
+class RunAfterExec:
+    """Wraps a module's loader: runs the module, then ``callback()`` (the module keeps its
+    own loader)."""
 
-    def __init__(self, loader: object) -> None:
+    def __init__(self, loader: object, callback: Callable[[], None]) -> None:
         self._loader = loader
+        self._callback = callback
 
     def create_module(self, spec: object) -> object:
         return self._loader.create_module(spec)
@@ -59,10 +62,25 @@ class _HandOverAfterExec:
     def exec_module(self, module: object) -> None:
         module.__loader__ = module.__spec__.loader = self._loader  # leave no trace
         self._loader.exec_module(module)
-        hand_over()
+        self._callback()
 
     def __getattr__(self, name: str) -> object:  # resource readers, get_source, ...
         return getattr(self._loader, name)
+
+
+def spec_running_after(finder: object, fullname: str, path: object, target: object,
+                       callback: Callable[[], None]) -> object:
+    """``fullname``'s spec from the other finders on ``sys.meta_path``, its loader wrapped to
+    call ``callback`` once the module has run (None if no finder knows it)."""
+    for other in sys.meta_path:
+        if other is finder or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(fullname, path, target)
+        if spec is not None:
+            if spec.loader is not None:
+                spec.loader = RunAfterExec(spec.loader, callback)
+            return spec
+    return None
 
 
 class MmcvOpsHook:
@@ -76,15 +94,7 @@ class MmcvOpsHook:
             return None
         if fullname not in WATCHED:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _HandOverAfterExec(spec.loader)
-                return spec
-        return None
+        return spec_running_after(self, fullname, path, target, hand_over)
 
 
 def install() -> None:
