@@ -73,8 +73,11 @@ class OneBlock(nn.Module):
 
 
 def _sample(labels: torch.Tensor, input_shape: tuple[int, int]) -> SegDataSample:
-    sample = SegDataSample(metainfo=dict(img_shape=tuple(labels.shape),
-                                         sampling_input_shape=input_shape))
+    """A labelled sample whose image filled ``input_shape`` up to padding at the bottom / right
+    (the geometry detection batches have; segmentation predictions cover the whole input)."""
+    shape = tuple(labels.shape)
+    sample = SegDataSample(metainfo=dict(ori_shape=shape, img_shape=shape,
+                                         batch_input_shape=input_shape))
     sample.gt_sem_seg = PixelData(data=labels[None])
     return sample
 

@@ -7,7 +7,8 @@ measure it against the labels. Definitions (docs/analysis.md, "Where the model c
 * **Grid.** Each mask is compared with the ground truth on the mask's own grid (feature
   resolution: stride 4 for layer1, 8 from layer2 on in the dilated FCN). A cell's label is the
   ground-truth label of the image pixel at the cell's centre. Only the part of the network
-  input that holds the image is used (inputs padded at the bottom / right are cut first).
+  input that holds the image is used (detection batches padded at the bottom / right are cut
+  first, :func:`~seg_sparse.visualization.image_geometry`).
 * **Boundary band.** A cell with a valid label is a *boundary* cell when some cell within
   Chebyshev distance ``band`` of it on that grid (default 1: its 3x3 neighbourhood, i.e. a band
   of ``band`` x stride image pixels on either side of a class edge) carries another valid
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seg_sparse.sampling import sampled_decode_head
-from seg_sparse.visualization import input_region, sampling_blocks
+from seg_sparse.visualization import image_geometry, sampling_blocks
 
 IGNORE_INDEX = 255
 DEFAULT_BAND = 1
@@ -222,7 +223,7 @@ class RegionCollector:
     def _add_image(self, index: int, sample: Any) -> None:
         assert self._sparsity is not None
         labels = sample.gt_sem_seg.data[0]
-        region = input_region(sample)
+        region = image_geometry(sample)[1]
         grids: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
 
         def add(counts: RegionCounts, sampler: Any, mask: Tensor) -> None:

@@ -181,13 +181,13 @@ class SparseVisualizationHook(Hook):
         from mmengine import fileio
 
         from seg_sparse.visualization import (
+            collect_block_masks,
             collect_head_masks,
             figure_to_rgb,
+            image_geometry,
             mask_overlay_figure,
-            picture_size,
             prediction_panel,
             resize_to,
-            sample_masks,
             sampling_blocks,
         )
 
@@ -195,10 +195,12 @@ class SparseVisualizationHook(Hook):
         if model is None:
             return
         path = sample.img_path
-        size = picture_size(sample)
+        size, region = image_geometry(sample)
         image = resize_to(mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args),
                                            channel_order="rgb"), size)
-        masks = sample_masks(model, sample, index, self.blocks) if sampling_blocks(model) else {}
+        masks = {}
+        if sampling_blocks(model):
+            masks = collect_block_masks(model, size, self.blocks, index, region)
         head_masks = {}
         if self.head and "pred_sem_seg" in sample:
             head_masks = collect_head_masks(model, size, index)

@@ -4,9 +4,10 @@
   blocks over the image; :func:`stochastic_vs_deterministic_figure` -- one block, two samplers;
   :func:`detection_panel` / :func:`draw_detections` -- a detector's boxes over the image (the
   prediction panel of a detection model).
-* :func:`collect_block_masks` / :func:`sample_masks` / :func:`predict_with_masks` -- masks of a
-  model's last forward at image size (:func:`collect_head_masks`: a sampled decode head's);
-  :func:`use_sampler` switches the sampler of a trained model temporarily.
+* :func:`collect_block_masks` / :func:`predict_with_masks` -- masks of a model's last forward
+  at image size (:func:`collect_head_masks`: a sampled decode head's; :func:`image_geometry`:
+  where a prediction's masks go); :func:`use_sampler` switches the sampler of a trained model
+  temporarily.
 * :func:`prediction_panel` -- a Seg/DetDataSample's prediction as the figures draw it;
   :func:`figure_to_rgb` -- a figure as an RGB array (for mmengine's ``Visualizer``).
 * :func:`sparsity_bar_chart` -- per-block conv1/conv2/conv3 densities, one panel per model;
@@ -29,11 +30,9 @@ from .masks import (
     collect_block_masks,
     collect_head_masks,
     default_blocks,
-    input_region,
-    picture_size,
+    image_geometry,
     predict_with_masks,
     resolve_blocks,
-    sample_masks,
     sampling_blocks,
     use_sampler,
 )
@@ -52,16 +51,14 @@ __all__ = [
     "detection_panel",
     "draw_detections",
     "figure_to_rgb",
-    "input_region",
+    "image_geometry",
     "mask_overlay_figure",
     "overlay_mask",
-    "picture_size",
     "predict_with_masks",
     "prediction_panel",
     "region_density_chart",
     "resize_to",
     "resolve_blocks",
-    "sample_masks",
     "sampling_blocks",
     "save_figure",
     "sparsity_bar_chart",
