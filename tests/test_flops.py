@@ -109,29 +109,26 @@ def test_get_model_complexity_info_counts_the_dense_twin_like_seg_sparse_flops()
     assert by_op["deform_conv2d"] == dcn_outputs
 
 
-@pytest.mark.parametrize("sampler", ["dense", "stochastic"])
+@pytest.mark.parametrize("sampler", ["dense", pytest.param("stochastic", marks=pytest.mark.slow)])
 def test_get_model_complexity_info_traces_the_masked_path_on_auto(sampler):
     """The default execution ('auto') runs gathers and GEMMs at inference; traced, every
     sampling layer runs the masked path instead, so mmengine counts the same as on 'masked'
     (and does not crash). Same seed for both: the masked path skips the interpolation of an
-    all-ones mask, so the count of a stochastic model follows its draws."""
+    all-ones mask, so the count of a stochastic model follows its draws.
+
+    On a sampling model that count is the masked computation: every conv dense, plus the
+    mask predictors and the interpolation (which the executed count weights by the
+    densities), so more than the dense count with all masks at density 1."""
     model = tiny_segmentor("SparseResNetV1c", dcn=True, sampler=sampler)
     counts = []
     for execution in ("auto", "masked"):
         set_sampling_generator(model, torch.Generator().manual_seed(0))
         counts.append(complexity_info(model, execution)["flops"])
     assert counts[0] == counts[1]
-
-
-def test_get_model_complexity_info_on_a_sampled_model_counts_the_masked_computation():
-    """Traced, a sampled model runs the masked path: every conv dense, plus the mask
-    predictors and the interpolation (which the executed count weights by the densities)."""
-    model = tiny_segmentor("SparseResNetV1c", dcn=True, sampler="stochastic")
     report = count_flops(model, SHAPE)
-    _, ops = mmengine_ops(model)
-    assert ops["conv"] + ops["deform_conv2d"] >= report.backbone_dense_macs + report.head
-    ones = report.with_densities({b.name: (1.0, 1.0) for b in report.blocks})
-    assert complexity_info(model)["flops"] / 1e9 > ones.total_sparse
+    if sampler == "stochastic":
+        ones = report.with_densities({b.name: (1.0, 1.0) for b in report.blocks})
+        assert counts[0] / 1e9 > ones.total_sparse > report.total_dense
 
 
 def test_sparse_block_follows_the_formula():
