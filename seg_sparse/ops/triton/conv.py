@@ -35,7 +35,7 @@ def _corner(y, x, H, W):
     """Whether integer point (y, x) lies in the image, and its clamped row offset in it."""
     inside = (y >= 0) & (y < H) & (x >= 0) & (x < W)
     row = tl.minimum(tl.maximum(y, 0), H - 1) * W + tl.minimum(tl.maximum(x, 0), W - 1)
-    return inside, row.to(tl.int64)
+    return inside, row
 
 
 @triton.jit
@@ -52,7 +52,7 @@ def _conv_at_kernel(
     start = tl.program_id(0) * BM
     if start >= count:  # past the sampled positions
         return
-    rm = start + tl.arange(0, BM)
+    rm = (start + tl.arange(0, BM)).to(tl.int64)  # int64 index math throughout
     valid = rm < count
     blocks_per_group = tl.cdiv(N_GROUP, BN)
     group = tl.program_id(1) // blocks_per_group
@@ -62,8 +62,8 @@ def _conv_at_kernel(
     pos = tl.load(index_ptr + rm, mask=valid, other=0).to(tl.int64)
     image = pos // (HO * WO)
     rest = pos - image * (HO * WO)
-    oy = (rest // WO).to(tl.int32)
-    ox = (rest - (rest // WO) * WO).to(tl.int32)
+    oy = rest // WO
+    ox = rest - oy * WO
     first_row = image * H * W
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     for kp in tl.static_range(KH * KW):
@@ -78,8 +78,8 @@ def _conv_at_kernel(
             x0f = tl.floor(px)
             fy = py - y0f
             fx = px - x0f
-            y0 = y0f.to(tl.int32)
-            x0 = x0f.to(tl.int32)
+            y0 = y0f.to(tl.int64)
+            x0 = x0f.to(tl.int64)
             in00, r00 = _corner(y0, x0, H, W)
             in01, r01 = _corner(y0, x0 + 1, H, W)
             in10, r10 = _corner(y0 + 1, x0, H, W)
@@ -121,7 +121,7 @@ def _conv_at_kernel(
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    tl.store(out_ptr + rm.to(tl.int64)[:, None] * out_stride + rn[None, :],
+    tl.store(out_ptr + rm[:, None] * out_stride + rn[None, :],
              acc.to(out_ptr.dtype.element_ty), mask=valid[:, None] & n_ok[None, :])
 
 

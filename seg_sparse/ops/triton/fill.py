@@ -32,7 +32,8 @@ def _interp_fill_kernel(
     HAS_BASE: tl.constexpr, HAS_SHIFT: tl.constexpr, RELU: tl.constexpr,
     BQ: tl.constexpr, BC: tl.constexpr,
 ):
-    rq = tl.program_id(0) * BQ + tl.arange(0, BQ)
+    # index math in int64: no overflow on large maps (and no overflow checks in the interpreter)
+    rq = (tl.program_id(0) * BQ + tl.arange(0, BQ)).to(tl.int64)
     q_ok = rq < total
     rc = tl.program_id(1) * BC + tl.arange(0, BC)
     c_ok = rc < C
@@ -63,16 +64,15 @@ def _interp_fill_kernel(
         acc += weight[:, None] * rows.to(tl.float32)
         den += weight
     value += (1.0 - m)[:, None] * (acc / tl.maximum(den, eps)[:, None])
-    rq64 = rq.to(tl.int64)
     ok = q_ok[:, None] & c_ok[None, :]
     if HAS_BASE:
-        value += tl.load(base_ptr + rq64[:, None] * base_stride + rc[None, :], mask=ok,
+        value += tl.load(base_ptr + rq[:, None] * base_stride + rc[None, :], mask=ok,
                          other=0.0).to(tl.float32)
     if HAS_SHIFT:
         value += tl.load(shift_ptr + rc, mask=c_ok, other=0.0).to(tl.float32)[None, :]
     if RELU:
         value = tl.maximum(value, 0.0)
-    tl.store(out_ptr + rq64[:, None] * out_stride + rc[None, :],
+    tl.store(out_ptr + rq[:, None] * out_stride + rc[None, :],
              value.to(out_ptr.dtype.element_ty), mask=ok)
 
 

@@ -36,12 +36,12 @@ def _gathered_gemm_kernel(
     start = tl.program_id(0) * BM
     if start >= count:  # past the sampled rows: nothing to do
         return
-    rm = start + tl.arange(0, BM)
+    rm = (start + tl.arange(0, BM)).to(tl.int64)
     valid = rm < count
     if HAS_INDEX:
         src = tl.load(index_ptr + rm, mask=valid, other=0).to(tl.int64)
     else:
-        src = rm.to(tl.int64)
+        src = rm
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
     n_ok = rn < N
     acc = tl.zeros((BM, BN), dtype=tl.float32)
@@ -63,7 +63,7 @@ def _gathered_gemm_kernel(
     if SCATTER:
         dst = src
     else:
-        dst = rm.to(tl.int64)
+        dst = rm
     tl.store(out_ptr + dst[:, None] * out_stride + rn[None, :],
              acc.to(out_ptr.dtype.element_ty), mask=valid[:, None] & n_ok[None, :])
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import torch
 import triton
 
-#: Largest block per dimension: rows (positions), output channels, reduction channels.
-MAX_BLOCK_ROWS = 64
+#: Set at import: kernels defined now run in Triton's interpreter (``TRITON_INTERPRET=1``).
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+#: Largest block per dimension: rows (positions), output channels, reduction channels. The
+#: interpreter's cost is per program and operation, not per element, so it gets fewer, larger
+#: row blocks (the same code paths: early exit, masked tails).
+MAX_BLOCK_ROWS = 256 if INTERPRETED else 64
 MAX_BLOCK_OUT = 64
 MAX_BLOCK_REDUCE = 32
 #: The interpolation fill: positions x channels per program.
-FILL_BLOCK_ROWS = 32
+FILL_BLOCK_ROWS = 256 if INTERPRETED else 32
 FILL_MAX_BLOCK_CHANNELS = 64
-
-#: Set at import: kernels defined now run in Triton's interpreter (``TRITON_INTERPRET=1``).
-INTERPRETED = bool(triton.knobs.runtime.interpret)
 
 #: Activation dtypes the kernels take (weights in the same dtype; biases and accumulation in
 #: float32).
