@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..taps import ConvGeometry
+from ..cpu.taps import ConvGeometry
 from .launch import (
     MAX_BLOCK_OUT,
     MAX_BLOCK_REDUCE,
@@ -54,7 +54,7 @@ def _conv_at_kernel(
         return
     rm = (start + tl.arange(0, BM)).to(tl.int64)  # int64 index math throughout
     valid = rm < count
-    blocks_per_group = tl.cdiv(N_GROUP, BN)
+    blocks_per_group = (N_GROUP + BN - 1) // BN
     group = tl.program_id(1) // blocks_per_group
     rn_local = (tl.program_id(1) % blocks_per_group) * BN + tl.arange(0, BN)
     n_ok = rn_local < N_GROUP
@@ -65,7 +65,7 @@ def _conv_at_kernel(
     oy = rest // WO
     ox = rest - oy * WO
     first_row = image * H * W
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    acc = tl.full((BM, BN), 0.0, tl.float32)
     for kp in tl.static_range(KH * KW):
         iy = oy * STRIDE_H - PAD_H + (kp // KW) * DIL_H
         ix = ox * STRIDE_W - PAD_W + (kp % KW) * DIL_W

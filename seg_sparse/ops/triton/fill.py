@@ -48,8 +48,8 @@ def _interp_fill_kernel(
     rest = rq - image * plane
     qy = rest // W
     qx = rest - qy * W
-    acc = tl.zeros((BQ, BC), dtype=tl.float32)
-    den = tl.zeros((BQ,), dtype=tl.float32)
+    acc = tl.full((BQ, BC), 0.0, tl.float32)
+    den = tl.full((BQ,), 0.0, tl.float32)
     for t in range(num_taps):
         ny = qy + tl.load(tap_dy_ptr + t)
         nx = qx + tl.load(tap_dx_ptr + t)

@@ -44,7 +44,7 @@ def _gathered_gemm_kernel(
         src = rm
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
     n_ok = rn < N
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    acc = tl.full((BM, BN), 0.0, tl.float32)
     for k0 in range(0, K, BK):
         rk = k0 + tl.arange(0, BK)
         k_ok = rk < K

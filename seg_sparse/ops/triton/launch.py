@@ -1,5 +1,10 @@
 """What every kernel launch of this package shares: block sizes, the dot's precision, dtypes.
 
+The kernels use only triton.language builtins (no ``@jit`` helpers of its standard library such
+as ``tl.zeros`` / ``tl.cdiv``): those are defined when triton is first imported, and in a
+process that imported triton before ``TRITON_INTERPRET=1`` was set they could not run in the
+interpreter.
+
 Block sizes are heuristics, not autotuned: ``tl.dot`` needs at least 16 in every dimension, so
 each block is the next power of two of its extent, clamped to [16, limit]. Tiny shapes (the
 interpreter tests) get 16-wide blocks, the paper's layers the limits below.
