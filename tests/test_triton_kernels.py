@@ -227,7 +227,8 @@ def test_fill_without_a_sampled_neighbour_in_reach_is_zero_as_the_masked_path():
     mask[..., 0, 0] = 1
     feats = torch.randn(1, 3, 12, 12, device=DEVICE)
     positions = k.compact_positions(mask)
-    computed = rows_of(feats)[positions.index.long()].contiguous()
+    computed = torch.zeros(positions.capacity, 3, device=DEVICE)
+    computed[:1] = rows_of(feats)[:1]  # the one sampled position, (0, 0)
     taps = k.FillTaps.of(*kernel_taps(interp.kernel_1d(torch.float64, DEVICE), interp.eps),
                          interp.eps, DEVICE)
     got = k.interpolate_fill(computed, positions.column, mask, taps, (12, 12))

@@ -1,27 +1,28 @@
-"""The sparse path of blocks and sampled heads on the Triton kernels (:mod:`seg_sparse.ops.triton`).
+"""The Triton backend: blocks and sampled heads on the kernels of :mod:`seg_sparse.ops.triton`.
 
-Same computation as the torch executor (:mod:`.execution`, docs/design.md "Execution paths"),
-written so that a block runs without a host synchronisation:
+The torch backend's computation (:mod:`.block`, :mod:`.head`; docs/design.md "Execution
+paths"), written so that a block runs without a host synchronisation (docs/gpu.md):
 
-1. BN folded into the convs (:func:`.execution.fold_block`), weights cast to the compute dtype
+1. BN folded into the convs (:func:`.block.fold_block`), weights cast to the compute dtype
    (the autocast dtype under ``torch.autocast``, else the input's) and laid out for the
-   kernels, the interpolation taps on the device: cached per module and dtype until a
-   parameter or buffer changes.
-2. Each mask's positions compacted on the device (:func:`~seg_sparse.ops.triton.compact_positions`:
-   buffers of capacity B*H*W, the count on the device; kernels launched over the capacity
-   return early past the count).
+   kernels, the interpolation taps on the device: cached in the layer's fold cache per dtype
+   until a parameter or buffer changes.
+2. Each mask's positions compacted on the device
+   (:func:`~seg_sparse.ops.triton.compact_positions`: buffers of capacity B*H*W, the count on
+   the device; kernels launched over the capacity return early past the count).
 3. conv1 + BN + ReLU at the m1 positions (gathered GEMM, compact rows), then the interpolation
    fill writes every position of the conv1 map from them.
 4. For DCN the offsets at the m2 positions (implicit-GEMM 3x3 conv on the block input), then
    conv2 + BN + ReLU at those positions (implicit GEMM, bilinear taps for DCN), conv3 (GEMM on
    the compact rows), and one fill pass writes the block output: conv3's rows interpolated
-   where m2 did not sample, plus the residual (identity, or the downsample GEMM), the BN shift,
-   ReLU.
+   where m2 did not sample, plus the residual (identity, or the downsample GEMM), the BN
+   shifts, ReLU.
 
 A layer whose mask density is at or above ``gather_below`` runs on the full map instead (torch
 convs / the GEMM kernel over all rows; the same fill applies the mask): that choice reads the
 count, one host sync per mask, so it is made only for ``0 < gather_below <= 1``;
 ``gather_below > 1`` (``'sparse'``) gathers every layer and ``<= 0`` none, without a sync.
+Layers of the ``dense`` sampler (no masks) run the torch backend's path.
 """
 
 from __future__ import annotations
