@@ -5,7 +5,7 @@ density, bfloat16 autocast, the whole backbone and segmentor, the CUDA-graph rep
 backends table (dense / masked / compiled masked / sparse (Triton) / sparse in a CUDA graph /
 auto) at 512x1024 and 1024x2048, then a training step of the sampling model against its dense
 twin, then bfloat16 and TF32 tables and a compiled training step while the time budget
-(``--budget``, default 7.5 minutes) lasts. Prints markdown tables to paste into
+(``--budget``, default 400 s) lasts. Prints markdown tables to paste into
 docs/benchmarks.md; exit code 1 if an equivalence check fails. ``--dry-run`` runs the same
 code at tiny sizes (a CPU check of the script itself).
 """
@@ -16,6 +16,7 @@ import argparse
 import json
 import os.path as osp
 
+from .bench import _positive
 from .common import CommandError
 
 NAME = "gpu-check"
@@ -32,16 +33,6 @@ EPILOG = """examples:
 """
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the budget must be positive, got {text!r}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
@@ -56,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny sizes, one round, torch.compile's eager backend")
-    parser.add_argument("--budget", type=_positive_seconds, metavar="SECONDS",
+    parser.add_argument("--budget", type=_positive, metavar="SECONDS",
                         help=f"time budget: a phase starts only if it fits (default "
                         f"{DEFAULT_BUDGET_S:.0f}; none with --dry-run)")
     parser.add_argument("--out", metavar="FILE", help="write everything measured as JSON")
