@@ -33,6 +33,8 @@ def test_precision_sets_tf32_and_autocast_and_restores_them():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     with precision("default", torch.device("cpu")):
         assert not torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    with precision("fp32", torch.device("cpu")):
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
         matmul, cudnn)
     with pytest.raises(ValueError, match="precision must be one of"):

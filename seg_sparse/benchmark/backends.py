@@ -11,8 +11,8 @@ For each input size, part, precision and mask density, alternated in one process
 * ``auto``: ``execution='auto'``, what a user gets.
 
 Precisions: ``default`` (torch's defaults: cuDNN convolutions in TF32, matmuls and the Triton
-kernels' dots in IEEE float32), ``tf32`` (matmuls and dots in TF32 too), ``bf16``
-(``torch.autocast`` in bfloat16; the kernels accumulate in float32).
+kernels' dots in IEEE float32), ``fp32`` (no TF32 anywhere), ``tf32`` (matmuls and dots in
+TF32 too), ``bf16`` (``torch.autocast`` in bfloat16; the kernels accumulate in float32).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .inference import _flops_ratio, _forward, _mask_sets, _runner
 from .masks import HeadMasks, Masks, overridden_head_masks, overridden_masks
 from .timing import alternated_medians, sync_device
 
-PRECISIONS = ("default", "tf32", "bf16")
+PRECISIONS = ("default", "fp32", "tf32", "bf16")
 #: Seconds a case needs left in a time budget to start: without / with a torch.compile.
 CASE_S = 60.0
 COMPILE_CASE_S = 180.0
@@ -49,7 +49,7 @@ def precision(name: str, device: torch.device) -> Iterator[None]:
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
-        torch.backends.cudnn.allow_tf32 = name in ("default", "tf32")
+        torch.backends.cudnn.allow_tf32 = name in ("default", "tf32", "bf16")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16"):
             yield
     finally:

@@ -209,7 +209,7 @@ class GpuCheckPlan:
     warmup: int = 1
     train_crop: tuple[int, int] = (512, 1024)
     train_batch: int = 2
-    extra_precisions: tuple[str, ...] = ("bf16", "tf32")
+    extra_precisions: tuple[str, ...] = ("bf16", "tf32", "fp32")
     compile_backend: str = "inductor"
     block_batches: tuple[int, ...] = (1, 4)
     budget_s: float | None = None  # seconds; the CLI gives 400

@@ -126,9 +126,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="instead of the table above: dense, masked, compiled masked, "
                         "sparse (the device's backend: Triton on CUDA), sparse in a CUDA "
                         "graph (CUDA) and auto side by side (docs/gpu.md)")
-    parser.add_argument("--precisions", nargs="+", choices=("default", "tf32", "bf16"),
-                        default=["default"], help="with --backends: torch's defaults, TF32 "
-                        "everywhere, bfloat16 autocast (default: default)")
+    parser.add_argument("--precisions", nargs="+", choices=("default", "fp32", "tf32", "bf16"),
+                        default=["default"], help="with --backends: torch's defaults (TF32 "
+                        "convolutions), no TF32, TF32 everywhere, bfloat16 autocast (default: "
+                        "default)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
     parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--trust-checkpoint", action="store_true",
