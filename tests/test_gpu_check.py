@@ -150,3 +150,32 @@ def test_bench_backends_prints_the_markdown_table(tmp_path, capsys):
     (row,) = json.loads(out.read_text())
     assert row["backend"] == "torch" and row["sparse_ms"] > 0 and row["precision"] == "default"
     assert "| 32x64 | backbone | default | 0.30 |" in capsys.readouterr().out
+
+
+def test_the_backbone_around_its_blocks_runs_without_host_syncs(bench_models, monkeypatch):
+    """What a CUDA graph of the whole backbone captures besides the blocks' executors (stem,
+    mask predictors, samplers, grid prior, bookkeeping) reads nothing back to the host in
+    'sparse' mode: the blocks here run a sync-free stand-in for a backend."""
+    import dataclasses
+
+    from triton_support import NoHostSync
+
+    from seg_sparse.sampling import execution_mode
+    from seg_sparse.sampling.execution import TORCH_BACKEND, policy
+
+    ran = []
+
+    def stand_in(block, x, mask1, mask2, gather_below):  # the output's shape, no sync
+        ran.append(mask1 is not None and mask2 is not None)
+        return x if block.downsample is None else block.downsample(x)
+
+    backend = dataclasses.replace(TORCH_BACKEND, name="sync-free-stand-in",
+                                  run_block=stand_in, priority=100)
+    monkeypatch.setitem(policy._BACKENDS, backend.name, backend)
+    backbone = bench_models.sparse.backbone
+    with torch.no_grad(), execution_mode(backbone, "sparse"):
+        backbone(torch.randn(1, 3, 32, 64))  # registry loaders, first-call work
+        ran.clear()
+        with NoHostSync():
+            outputs = backbone(torch.randn(1, 3, 32, 64))
+    assert len(ran) == 16 and all(ran) and len(outputs) == 4

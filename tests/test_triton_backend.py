@@ -13,8 +13,7 @@ pytest.importorskip("triton")
 import torch  # noqa: E402
 from sampling_reference import drawn_mask, make_block  # noqa: E402
 from test_sampling_execution import BLOCKS, DENSITIES, output_hw  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from triton_support import DEVICE, interpreted, max_rel_err  # noqa: E402, F401
+from triton_support import DEVICE, NoHostSync, interpreted, max_rel_err  # noqa: E402, F401
 
 from seg_sparse.sampling import execution_mode  # noqa: E402
 from seg_sparse.sampling.execution import policy  # noqa: E402
@@ -123,18 +122,6 @@ def test_folded_weights_follow_loaded_weights():
     assert max_rel_err(after, expected) < 1e-4
 
 
-class _NoHostSync(TorchDispatchMode):
-    """Fails on every operation that reads a device value back to the host."""
-
-    SYNCING = ("aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.item",
-               "aten.masked_select", "aten.equal", "aten.unique")
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if str(func).startswith(self.SYNCING):
-            raise AssertionError(f"host sync: {func}")
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.usefixtures("triton_here")
 @pytest.mark.parametrize("kind", ["first-downsample-stride2", "dilated-dcn", "resnext-groups"])
 def test_a_block_runs_without_host_syncs(kind):
@@ -145,7 +132,7 @@ def test_a_block_runs_without_host_syncs(kind):
     block.set_generator(torch.Generator(device=DEVICE).manual_seed(0))
     with torch.no_grad(), execution_mode(block, "sparse"):
         block(x)  # folds the weights (reads the interpolation taps once)
-        with _NoHostSync():
+        with NoHostSync():
             out = block(x)
     assert out.shape == (2, 16, *output_hw(H, W, block.stride))
 
@@ -153,7 +140,7 @@ def test_a_block_runs_without_host_syncs(kind):
 def test_the_host_sync_check_catches_the_torch_backends_nonzero():
     block, x = block_with_masks("plain-3x3", "0.3", 1)
     with torch.no_grad(), execution_mode(block, "sparse"), pytest.raises(
-            AssertionError, match="host sync: aten.nonzero"), _NoHostSync():
+            AssertionError, match="host sync: aten.nonzero"), NoHostSync():
         block(x)  # the torch backend (no Triton registered for this device here)
 
 
@@ -273,6 +260,6 @@ def test_a_sampled_head_runs_without_host_syncs(triton_here):
     head.sampling.set_generator(torch.Generator(device=DEVICE).manual_seed(0))
     with torch.no_grad(), execution_mode(head, "sparse"):
         head([x])  # folds the weights
-        with _NoHostSync():
+        with NoHostSync():
             logits = head([x])
     assert triton_here == ["head", "head"] and logits.shape == (2, 5, 7, 9)

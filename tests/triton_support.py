@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -34,3 +35,16 @@ def interpreted() -> Iterator[None]:
 def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.float(), b.float()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+class NoHostSync(TorchDispatchMode):
+    """Fails on every operation that reads a device value on the host (what a CUDA graph
+    cannot capture)."""
+
+    SYNCING = ("aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.item",
+               "aten.masked_select", "aten.equal", "aten.unique")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.SYNCING):
+            raise AssertionError(f"host sync: {func}")
+        return func(*args, **(kwargs or {}))

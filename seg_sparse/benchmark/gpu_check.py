@@ -6,7 +6,7 @@ budget still allows it (what was skipped is printed):
 1. equivalence on the device, strict float32 (no TF32): every block kind (first block with
    stride and downsample, dilated DCN, DCN with stride, plain 3x3, ResNeXt groups with and
    without DCN) at densities 0 / grid only / 0.3 / 0.9 / 1.0, batch 1 and 4, ``'sparse'``
-   against the masked path; the same blocks under bfloat16 autocast; the config's whole
+   against the masked path; the same blocks under bfloat16 and float16 autocast; the config's whole
    backbone and segmentor (with its sampled head) at two densities; the CUDA-graph replay
    against the eager sparse run;
 2. the backends table (:mod:`.backends`) at 512x1024 and 1024x2048, default precision, the
@@ -54,7 +54,7 @@ DENSITIES = {"zero": (0.0, None), "grid-only": (0.0, 3), "0.3": (0.3, 3), "0.9":
 #: backward, then the timed steps).
 COMPILED_TRAINING_S = 240.0
 #: Largest relative error accepted (max |a - b| / max |b|) per precision.
-TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "graph": 1e-6}
+TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 1e-2, "graph": 1e-6}
 
 
 @dataclass
@@ -142,9 +142,12 @@ def _both(module: nn.Module, forward: Any) -> tuple[Any, Any]:
 
 def check_blocks(device: torch.device, batches: Sequence[int] = (1, 4)) -> list[CheckResult]:
     """Every block kind, density and batch in strict float32; every kind at 0.3 under
-    bfloat16 autocast (against strict float32 masked)."""
-    worst = {"float32": 0.0, "bfloat16": 0.0}
-    cases = {"float32": 0, "bfloat16": 0}
+    bfloat16 autocast, and on CUDA float16 autocast (against strict float32 masked)."""
+    halves = {"bfloat16": torch.bfloat16}
+    if device.type == "cuda":
+        halves["float16"] = torch.float16
+    worst = dict.fromkeys(("float32", *halves), 0.0)
+    cases = dict.fromkeys(("float32", *halves), 0)
     for kind in BLOCK_KINDS:
         for density in DENSITIES:
             for batch in batches:
@@ -155,11 +158,12 @@ def check_blocks(device: torch.device, batches: Sequence[int] = (1, 4)) -> list[
                 cases["float32"] += 1
                 if density != "0.3":
                     continue
-                with strict_float32(), torch.no_grad(), execution_mode(block, "sparse"), \
-                        torch.autocast(device.type, dtype=torch.bfloat16):
-                    half = block(x)
-                worst["bfloat16"] = max(worst["bfloat16"], rel_err(half, masked))
-                cases["bfloat16"] += 1
+                for name, dtype in halves.items():
+                    with strict_float32(), torch.no_grad(), execution_mode(block, "sparse"), \
+                            torch.autocast(device.type, dtype=dtype):
+                        half = block(x)
+                    worst[name] = max(worst[name], rel_err(half, masked))
+                    cases[name] += 1
     return [CheckResult(f"blocks, {p}", cases[p], worst[p], TOLERANCE[p]) for p in worst]
 
 
