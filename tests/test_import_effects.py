@@ -42,7 +42,7 @@ print(json.dumps({"before": before, "after": observe(),
                   "mmdet_hooks": sorted(DET_HOOKS.module_dict)}))
 """
 OUR_HOOKS = {"AtomicCheckpointHook", "SafeCheckpointHook", "SparseTemperatureHook",
-             "SparseFlopsHook"}
+             "SparseFlopsHook", "TestProgressHook"}
 
 
 @pytest.fixture(scope="module")

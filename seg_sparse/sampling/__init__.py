@@ -22,7 +22,7 @@ The method as implemented, and where it departs from the paper: docs/design.md.
   (:class:`HeadLayers` describes them), masked and executed (:mod:`.head`).
 * Over a whole model: :func:`sparse_blocks`, :func:`sampling_heads`,
   :func:`sampled_decode_head`, :func:`sampling_layers`, :func:`sparsity_loss`,
-  :func:`block_densities`,
+  :func:`block_densities`, :func:`computed_block_masks`, :func:`computed_head_masks`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
   :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
 * :class:`SamplingOptions` -- the options every sampling layer and backbone takes (sampler,
@@ -44,6 +44,8 @@ from .options import EXECUTION_MODES, SamplingOptions, check_execution
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
+    computed_block_masks,
+    computed_head_masks,
     execution_mode,
     mask_density,
     sampled_decode_head,
@@ -75,6 +77,8 @@ __all__ = [
     "SparseBottleneck",
     "apply_grid_prior",
     "block_densities",
+    "computed_block_masks",
+    "computed_head_masks",
     "build_sampler",
     "check_execution",
     "check_grid_interval",
