@@ -263,3 +263,17 @@ def test_a_sampled_head_runs_without_host_syncs(triton_here):
         with NoHostSync():
             logits = head([x])
     assert triton_here == ["head", "head"] and logits.shape == (2, 5, 7, 9)
+
+
+def test_a_measured_crossover_makes_auto_pick_triton_below_it(monkeypatch):
+    backend = backend_module()
+    monkeypatch.setitem(backend.CUDA_CROSSOVER, "block", 0.6)
+    crossover = backend._crossover()
+    assert crossover == {"cuda": {"block": 0.6}}  # the head's is still unmeasured
+    measured = dataclasses.replace(backend.TRITON_BACKEND, crossover=crossover)
+    monkeypatch.setattr(policy, "_BACKENDS", {**policy._BACKENDS, "triton": measured})
+    monkeypatch.setattr(policy, "_LOADERS", {})
+    block = policy.select_executor("auto", False, True, torch.device("cuda"))
+    assert block.backend.name == "triton" and block.gather_below == 0.6
+    head = policy.select_executor("auto", False, True, torch.device("cuda"), kind="head")
+    assert head.gather_below == 0.0  # on the full map (the masked computation, folded)
