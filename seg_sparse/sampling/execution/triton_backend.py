@@ -48,7 +48,7 @@ from ..sparse_interpolation import kernel_taps
 from . import block as torch_block
 from . import head as torch_head
 from .block import ExecutableBlock, Interpolation, fold_block
-from .head import ExecutableHead, HeadLayersLike, _fold_head
+from .head import ExecutableHead, HeadLayersLike, fold_head
 from .policy import ExecutionBackend
 from .rows import channels_last_rows
 
@@ -148,7 +148,7 @@ class TritonHeadWeights:
     @classmethod
     def of(cls, sampling: ExecutableHead, layers: HeadLayersLike, dtype: torch.dtype,
            device: torch.device) -> TritonHeadWeights:
-        folded = _fold_head(layers)
+        folded = fold_head(layers)
         return cls(
             convs=[ConvWeights.of(c.weight, c.bias, dtype=dtype) for c in folded.convs],
             dense=[(c.weight.to(dtype), c.bias.to(dtype)) for c in folded.convs],
