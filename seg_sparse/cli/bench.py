@@ -46,6 +46,8 @@ EPILOG = """examples:
       --inputs 512x1024 --parts segmentor --densities 1.0 0.5 0.3 --threads 2
   # on a GPU
   seg-sparse bench --device cuda --quick
+  # on a GPU, the backends side by side (masked / compiled / Triton / CUDA graph / auto)
+  seg-sparse bench --device cuda --quick --backends --precisions default bf16
 """
 
 
@@ -120,6 +122,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="training crop for --train (default 512x1024)")
     parser.add_argument("--train-batch", type=_positive, default=1,
                         help="training batch for --train (default 1)")
+    parser.add_argument("--backends", action="store_true",
+                        help="instead of the table above: dense, masked, compiled masked, "
+                        "sparse (the device's backend: Triton on CUDA), sparse in a CUDA "
+                        "graph (CUDA) and auto side by side (docs/gpu.md)")
+    parser.add_argument("--precisions", nargs="+", choices=("default", "fp32", "tf32", "bf16"),
+                        default=["default"], help="with --backends: torch's defaults (TF32 "
+                        "convolutions), no TF32, TF32 everywhere, bfloat16 autocast (default: "
+                        "default)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
     parser.add_argument("--out-json", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--out", dest="out_json", action=DeprecatedAlias,
@@ -156,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.image and not args.checkpoint:
         raise CommandError("--image needs --checkpoint (it times the checkpoint's own masks)")
+    if args.image and args.backends:
+        raise CommandError("--image is not supported with --backends (exact-density masks "
+                           "only)")
     if args.image and not osp.isfile(args.image):
         raise CommandError(f"image '{args.image}' does not exist")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -167,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
     models = _build_models(args, _config_path(args))
     print(machine_line(args.device))
     rows: list[dict[str, Any]] = []
-    if not args.train_only:
+    if args.backends and not args.train_only:
+        rows += _backend_rows(args, models, settings)
+    elif not args.train_only:
         image = _load_image(models.sparse, args.image) if args.image else None
         inference = benchmark_inference(
             models.sparse, models.dense, settings["inputs"], settings["densities"],
@@ -205,3 +220,24 @@ def _load_image(model, path: str):
     from seg_sparse.benchmark.models import preprocess_image
 
     return preprocess_image(model, path)
+
+
+def _backend_rows(args: argparse.Namespace, models, settings: dict[str, Any]) -> list[dict]:
+    """``--backends``: the backends table (seg_sparse.benchmark.backends), printed as markdown."""
+    from seg_sparse.benchmark.backends import benchmark_backends, crossover_hint, format_backends
+
+    notes: list[str] = []
+    # the compiled column on CUDA only: inductor's CPU compile of the whole model takes
+    # minutes on a small machine
+    compiled = ("default",) if args.device.startswith("cuda") else ()
+    if not compiled:
+        notes.append("no compiled masked column on CPU")
+    rows = benchmark_backends(models.sparse, models.dense, settings["inputs"],
+                              settings["densities"], args.parts, args.precisions,
+                              settings["repeats"], args.warmup, compile_precisions=compiled,
+                              notes=notes)
+    print(format_backends(rows))
+    print(crossover_hint(rows))
+    for note in notes:
+        print(f"note: {note}")
+    return [r.to_dict() for r in rows]
