@@ -101,3 +101,17 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
     except OSError as err:
         raise NotWritableError(f"directory '{folder}' is not writable: {err.strerror or err}") \
             from err
+
+
+class InputFileError(UserInputError, FileNotFoundError):
+    """An input file that is missing, or a folder where a file was expected."""
+
+
+def check_input_file(path: str | os.PathLike, what: str = "file") -> None:
+    """Raise :class:`InputFileError` naming ``path`` unless it is an existing regular file
+    (a folder is reported as a folder, not as missing)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputFileError(f"{what} '{path}' is a directory, not a file")
+    if not os.path.isfile(path):
+        raise InputFileError(f"{what} '{path}' does not exist")

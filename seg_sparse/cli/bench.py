@@ -22,9 +22,7 @@ import os
 import os.path as osp
 from typing import Any
 
-from mmengine.config import DictAction
-
-from .common import CommandError
+from .common import CommandError, ConfigOptionsAction
 
 NAME = "bench"
 DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
@@ -124,7 +122,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint (unpickling can run code)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, metavar="KEY=VALUE",
                         help="override config keys (checked, as for train/test)")
     return parser
 

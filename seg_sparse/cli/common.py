@@ -29,6 +29,22 @@ class CommandError(UserInputError, RuntimeError):
     """A usage problem detected by the CLI itself (printed without a traceback)."""
 
 
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``KEY=VALUE`` pairs, values parsed as Python literals) that
+    names a pair without ``=VALUE`` or without a key instead of failing with a traceback."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        for pair in values or []:
+            key, sep, _ = pair.partition("=")
+            if not sep:
+                raise argparse.ArgumentError(
+                    self, f"'{pair}' has no '=VALUE': write KEY=VALUE, e.g. "
+                    "train_cfg.max_iters=2")
+            if not key:
+                raise argparse.ArgumentError(self, f"'{pair}' has no key before '='")
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """``--work-dir``, ``--data-root``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
     parser.add_argument(
@@ -44,7 +60,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
+        action=ConfigOptionsAction,
         metavar="KEY=VALUE",
         help="override config keys, e.g. train_cfg.max_iters=2 "
         "'model.backbone.dilations=(1,1,2,4)'. Unknown keys are an error with suggestions; "

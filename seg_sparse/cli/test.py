@@ -15,6 +15,8 @@ import math
 import os.path as osp
 from typing import Any
 
+from seg_sparse.fileio import check_input_file
+
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
 NAME = "test"
@@ -62,8 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    if "://" not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    if "://" not in args.checkpoint:
+        check_input_file(args.checkpoint, "checkpoint")
     from seg_sparse.compat import legacy_checkpoints_trusted
 
     with legacy_checkpoints_trusted(args.trust_checkpoint):  # this command only
