@@ -15,7 +15,7 @@ import math
 import os.path as osp
 from typing import Any
 
-from seg_sparse.fileio import check_input_file
+from seg_sparse.fileio import check_dir_creatable, check_input_file
 
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
@@ -66,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if "://" not in args.checkpoint:
         check_input_file(args.checkpoint, "checkpoint")
+    if args.out:  # written after the whole evaluation: refuse an impossible folder first
+        check_dir_creatable(args.out)
     from seg_sparse.compat import legacy_checkpoints_trusted
 
     with legacy_checkpoints_trusted(args.trust_checkpoint):  # this command only

@@ -3,9 +3,10 @@
 mmseg's ``CityscapesDataset`` silently yields an empty dataset when ``data_root`` or a split
 folder is missing, which later surfaces as an obscure sampler error (or, worse, a run on
 another split). This subclass checks the folders and the pairing of images and labels up front,
-and reads every image's and label map's header (sizes only, nothing is decoded: well under a
-second for Cityscapes' 500 val images) so that an empty or unreadable file, or an image whose
-size differs from its label map, stops the run before it starts, naming the files.
+and reads every image's and label map's header (sizes and channels only, nothing is decoded:
+well under a second for Cityscapes' 500 val images) so that an empty or unreadable file, an
+image whose size differs from its label map, or a colour (RGB) label map stops the run before
+it starts, naming the files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os.path as osp
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS
 
-from .transforms import check_same_size, image_size
+from .transforms import check_same_size, image_size, label_map_size
 
 
 @DATASETS.register_module()
@@ -54,5 +55,5 @@ class CheckedCityscapesDataset(CityscapesDataset):
             size = image_size(item["img_path"])
             if ann_dir:
                 check_same_size(item["img_path"], size, item["seg_map_path"],
-                                image_size(item["seg_map_path"], "label map"))
+                                label_map_size(item["seg_map_path"]))
         return data_list
