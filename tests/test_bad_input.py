@@ -127,3 +127,29 @@ def test_directory_given_as_checkpoint(trained, tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err.strip() == (
         f"seg-sparse test: error: checkpoint '{tmp_path}' is a directory, not a file")
+
+
+def test_non_finite_weights_are_refused_before_testing(trained, tmp_path, capsys):
+    """A digest-valid checkpoint with NaN / Inf weights (a diverged run) used to be evaluated
+    to mIoU 2.24 with exit code 0."""
+    import torch
+
+    from seg_sparse.compat.checkpoint import record_checkpoint_digest
+
+    checkpoint = torch.load(trained.checkpoint, weights_only=True)
+    state = checkpoint["state_dict"]
+    state["backbone.layer1.0.conv1.weight"][0, 0] = float("nan")
+    state["decode_head.conv_seg.bias"][2] = float("inf")
+    record_checkpoint_digest(checkpoint)
+    path = tmp_path / "diverged.pth"
+    torch.save(checkpoint, path)
+    rc = seg_sparse("test", trained.config, str(path), "--work-dir", str(tmp_path / "work"),
+                    "--data-root", str(trained.root), "--cfg-options", *unique_name("nan"))
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: checkpoint '{path}' holds non-finite weights in 2 "
+                   "tensor(s): backbone.layer1.0.conv1.weight (1 NaN, 0 Inf), "
+                   "decode_head.conv_seg.bias (0 NaN, 1 Inf); the training that wrote it "
+                   "diverged or the file was altered, and any metric computed with it would be "
+                   "meaningless"]
+    assert not (tmp_path / "work" / "metrics.json").exists()

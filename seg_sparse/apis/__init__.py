@@ -13,8 +13,10 @@ from .config_options import ConfigKeyError, merge_checked_options
 from .config_values import ConfigValueError, check_config_values
 from .model import (
     CheckpointMismatchError,
+    NonFiniteWeightsError,
     build_eval_model,
     check_checkpoint_matches,
+    check_finite_weights,
     check_state_dict_matches,
     checkpoint_state_dict,
     load_weights,
@@ -26,9 +28,11 @@ __all__ = [
     "ConfigError",
     "ConfigKeyError",
     "ConfigValueError",
+    "NonFiniteWeightsError",
     "build_eval_model",
     "check_checkpoint_matches",
     "check_config_values",
+    "check_finite_weights",
     "check_state_dict_matches",
     "checkpoint_state_dict",
     "load_config",
