@@ -14,15 +14,11 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 from seg_sparse.apis import load_config
+from seg_sparse.engine.distributed import CPU_DIST_TIMEOUT_S  # noqa: F401  (re-exported)
 from seg_sparse.errors import UserInputError
 from seg_sparse.fileio import check_writable_dir
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
-#: Seconds a CPU (gloo) rank waits for the others in a collective before it fails, instead of
-#: gloo's 30 minutes: a crashed or hung rank ends the run soon. Long waits are legitimate only
-#: when one rank works alone (e.g. the official Cityscapes evaluation on rank 0); raise it with
-#: --cfg-options +env_cfg.dist_cfg.timeout=SECONDS.
-CPU_DIST_TIMEOUT_S = 600
 
 
 class CommandError(UserInputError, RuntimeError):
@@ -93,44 +89,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def setup_launcher(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU: gloo backend with a :data:`CPU_DIST_TIMEOUT_S`
-    default timeout, and a CPU-capable DDP wrapper.
+    """Make ``--launcher pytorch`` work on CPU (gloo, a short timeout, a CPU DDP wrapper):
+    :func:`seg_sparse.engine.distributed.setup_cpu_distributed`."""
+    from seg_sparse.engine.distributed import setup_cpu_distributed
 
-    mmengine's own init calls ``torch.cuda.set_device`` (fails without a GPU) and wraps the
-    model with ``device_ids=[LOCAL_RANK]`` (refused by DDP for CPU modules), so on CPU the
-    process group is initialised here and seg_sparse's CPU-compatible wrapper is selected.
-    """
-    import torch
-
-    if cfg.launcher == "none" or torch.cuda.is_available():
-        return
-    if cfg.launcher != "pytorch":
-        raise CommandError(
-            f"--launcher {cfg.launcher} needs GPUs; on a CPU-only machine use torchrun with "
-            "--launcher pytorch (gloo backend)."
-        )
-    import torch.distributed as dist
-
-    env_cfg = cfg.setdefault("env_cfg", {})
-    dist_cfg = dict(env_cfg.get("dist_cfg") or {})
-    dist_cfg["backend"] = "gloo"
-    dist_cfg.setdefault("timeout", CPU_DIST_TIMEOUT_S)
-    env_cfg["dist_cfg"] = dist_cfg
-    if "RANK" not in os.environ:
-        raise CommandError("--launcher pytorch expects to be started by torchrun "
-                           "(RANK/WORLD_SIZE/MASTER_ADDR are not set)")
-    if not dist.is_initialized():
-        from datetime import timedelta
-
-        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
-        kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
-        dist.init_process_group(backend="gloo", **kwargs)
-    if cfg.get("model_wrapper_cfg") is None:
-        cfg.model_wrapper_cfg = dict(
-            type="CPUCompatibleDistributedDataParallel",
-            broadcast_buffers=False,
-            find_unused_parameters=cfg.get("find_unused_parameters", False),
-        )
+    setup_cpu_distributed(cfg)
 
 
 def build_runner(cfg: Config):

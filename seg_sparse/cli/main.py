@@ -65,13 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_argv = argv[argv.index(args.command) + 1:]
+    from seg_sparse.errors import RunFailure
+
     try:
         code = int(args._run(args) or 0)
-    except _user_errors() as err:
+    except (*_user_errors(), RunFailure) as err:
         if os.environ.get("SEG_SPARSE_DEBUG") == "1":
             raise
         print(f"seg-sparse {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(err, RunFailure) else 2
     _close_process_group()
     return code
 

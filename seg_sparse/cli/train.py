@@ -60,13 +60,20 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume:
         cfg.resume = True
         cfg.load_from = args.resume
+    from seg_sparse.engine.distributed import (
+        dist_timeout_s,
+        reported_unresponsive_ranks,
+        start_heartbeat,
+    )
     from seg_sparse.engine.work_dir_lock import acquire_work_dir_lock, release_work_dir_lock
 
     # before the Runner writes its config dump and logs into the work dir (rank 0 only)
     locked = int(os.environ.get("RANK", "0")) == 0 and acquire_work_dir_lock(cfg.work_dir)
     try:
         runner = build_runner(cfg)
-        runner.train()
+        start_heartbeat()  # every rank; names a rank that stops responding if the run fails
+        with reported_unresponsive_ranks(dist_timeout_s(cfg)):
+            runner.train()
     finally:
         if locked:
             release_work_dir_lock(cfg.work_dir)
