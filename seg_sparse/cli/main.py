@@ -74,21 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"seg-sparse {args.command}: error: {err}", file=sys.stderr)
         return 1 if isinstance(err, RunFailure) else 2
-    _close_process_group()
+    from seg_sparse.engine.distributed import close_process_group
+
+    close_process_group()
     return code
-
-
-def _close_process_group() -> None:
-    """Tear down a torchrun process group before exit.
-
-    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and
-    a rank can abort ("terminate called without an active exception") after a finished run.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

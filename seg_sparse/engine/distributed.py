@@ -155,6 +155,19 @@ def reported_unresponsive_ranks(timeout_s: float | None) -> Iterator[None]:
             f"{str(err).splitlines()[0] if str(err) else ''}") from err
 
 
+def close_process_group() -> None:
+    """Tear down a torchrun process group before exit.
+
+    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and
+    a rank can abort ("terminate called without an active exception") after a finished run.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def dist_timeout_s(cfg: Any) -> float | None:
     """The process group timeout the config asks for (seconds), if any."""
     timeout = ((cfg.get("env_cfg") or {}).get("dist_cfg") or {}).get("timeout")
