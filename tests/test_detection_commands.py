@@ -97,7 +97,7 @@ def test_seg_sparse_test_on_a_detection_checkpoint(trained_detector, tmp_path, c
     assert rc == 2 and "apply to segmentation configs" in capsys.readouterr().err
 
 
-def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
+def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path, capsys):
     from det_support import small_config
 
     config = small_config(tmp_path, synthcoco, sparse=False)
@@ -107,6 +107,10 @@ def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
                "default_hooks.checkpoint.interval=1", "model.backbone.frozen_stages=1",
                "experiment_name=det_cli_train"])
     assert rc == 0 and (work / "iter_1.pth").is_file()
+    # a frozen stage without pretrained weights is trained on loudly
+    out = capsys.readouterr()
+    assert "TRAINING WITHOUT PRETRAINED WEIGHTS" in out.out + out.err
+    assert "the stem and stages 1-1 (frozen_stages=1) are never trained" in out.out + out.err
 
 
 def test_flops_on_detection_configs(trained_detector, tmp_path, capsys):
