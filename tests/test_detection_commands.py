@@ -118,6 +118,9 @@ def test_flops_on_detection_configs(trained_detector, tmp_path, capsys):
     assert main(["flops", str(trained_detector.config), "--out-dir", str(out)]) == 0
     text = capsys.readouterr().out
     assert "Backbone GFLOPs" in text and "at input 64x128" in text
+    # the table says the count is the backbone's only (no "head 0.0000" / total rows)
+    assert "| backbone only (FPN and heads not counted) |" in text
+    assert "| head " not in text and "| total " not in text
     dense = json.loads((out / "flops.json").read_text())
     assert dense["task"] == "detection" and dense["input_shape"] == [64, 128]
     assert main(["flops", str(trained_detector.config), "--checkpoint",

@@ -106,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
         name = measured["metric"]
         extra_rows[f"{name} ({measured['num_images']} images)"] = measured[name]
     result.update(report.to_dict())
+    detection = result["task"] == "detection"
     title = ("Backbone GFLOPs (multiply-accumulates / 1e9; detection: FPN and heads not counted)"
-             if result["task"] == "detection" else None)
-    print(report.format_table(title=title, extra_rows=extra_rows))
+             if detection else None)
+    print(report.format_table(title=title, extra_rows=extra_rows, backbone_only=detection))
 
     from seg_sparse.analysis.output import write_json
 

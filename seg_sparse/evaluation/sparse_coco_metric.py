@@ -46,6 +46,7 @@ class SparseCocoMetric(SamplingMetricMixin, CocoMetric):
 
     accuracy_keys = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75")
     output_fields = ("pred_instances",)
+    backbone_only = True
 
     def __init__(self, ann_file: str | None = None, **kwargs: Any) -> None:
         scoring = not kwargs.get("format_only")

@@ -150,6 +150,8 @@ class SamplingMetricMixin:
     accuracy_keys: tuple[str, ...] = _ACCURACY_KEYS
     #: prediction fields that must be finite (:func:`check_finite_outputs`)
     output_fields: tuple[str, ...] = ("seg_logits",)
+    #: only the backbone is counted (detection): the logged table says so
+    backbone_only: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -192,7 +194,7 @@ class SamplingMetricMixin:
             accuracy = {k: v for k, v in metrics.items() if k in self.accuracy_keys}
             print_log("\n" + report.format_table(
                 title=f"{type(self).__name__}: GFLOPs and sampling densities",
-                extra_rows=accuracy,
+                extra_rows=accuracy, backbone_only=self.backbone_only,
             ), logger="current")
         return metrics
 

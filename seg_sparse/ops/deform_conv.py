@@ -34,8 +34,9 @@ from .taps import (
 #: On CPU a tile that stays in the caches and below glibc's mmap threshold (no page faults on
 #: every allocation) beats fewer, larger ones; elsewhere fewer launches win.
 TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
-#: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there).
-TORCHVISION_DEVICES = frozenset({"cuda"})
+#: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there; on
+#: "meta", shapes only, torchvision's shape function: the taps need values).
+TORCHVISION_DEVICES = frozenset({"cuda", "meta"})
 #: Taps per chunk of the tap computation, per device type (absent: one chunk per tile; see
 #: ``_Plan``).
 CHUNK_ELEMENTS = {"cpu": 32768}
