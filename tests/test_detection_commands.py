@@ -156,9 +156,19 @@ def test_analysis_commands_on_a_detector(trained_detector, tmp_path, capsys):
     assert (tmp_path / "pr/prune.png").stat().st_size > 0
 
     image = next((trained_detector.root / "val2017").glob("*.jpg"))
+    capsys.readouterr()
     assert main(["visualize", config, ckpt, str(image), "--out-dir", str(tmp_path / "vis")]) == 0
     assert {p.name for p in (tmp_path / "vis").iterdir()} == {
         f"{image.stem}_masks.png", f"{image.stem}_stochastic_vs_deterministic.png"}
+    # the threshold and the number of boxes drawn are stated
+    drawn = re.search(r"; (\d+) of (\d+) detections drawn \(score >= 0.3\)",
+                      capsys.readouterr().out)
+    assert drawn and int(drawn.group(1)) <= int(drawn.group(2))
+    assert main(["visualize", config, ckpt, str(image), "--score-thr", "0", "--out-dir",
+                 str(tmp_path / "vis0")]) == 0
+    everything = re.search(r"; (\d+) of (\d+) detections drawn \(score >= 0\)",
+                           capsys.readouterr().out)
+    assert everything and everything.group(1) == everything.group(2) == drawn.group(2)
 
     flops_json = tmp_path / "fl/flops.json"
     assert main(["flops", config, "--checkpoint", ckpt, *common, "--out-dir",
