@@ -253,8 +253,8 @@ class _Plan:
         return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
 
     def flat_grad(self, grad: Tensor) -> Tensor:
-        if self.nchw:
-            return grad.reshape(grad.shape[0], grad.shape[1], -1)
+        if self.nchw:  # the size is explicit: a batch of 0 cannot infer it
+            return grad.reshape(grad.shape[0], grad.shape[1], self.geom.out_h * self.geom.out_w)
         return grad.contiguous()
 
 
@@ -534,8 +534,11 @@ def conv2d_at(
     table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw,
                                 check_positions)
     if weight.shape[1] == table.shape[1] >= PER_POINT_MIN_CHANNELS:
+        device = table.device.type
+        if not torch.is_autocast_enabled(device):  # in the input's dtype (float64 stays)
+            return _conv_per_point(table, geom, positions.long(), weight, bias)
         # in float32 under autocast, like the tap-image path (_run)
-        with torch.autocast(table.device.type, enabled=False):
+        with torch.autocast(device, enabled=False):
             out = _conv_per_point(table.float(), geom, positions.long(), weight.float(),
                                   None if bias is None else bias.float())
         return out.to(table.dtype)
