@@ -59,8 +59,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action=ConfigOptionsAction,
         metavar="KEY=VALUE",
         help="override config keys, e.g. train_cfg.max_iters=2 "
-        "'model.backbone.dilations=(1,1,2,4)'. Unknown keys are an error with suggestions; "
-        "prefix a key with '+' to add a new one on purpose (+env_cfg.dist_cfg.timeout=1800)",
+        "'model.backbone.dilations=(1,1,2,4)'; a top-level variable (max_iters=5) re-reads the "
+        "config with it. Unknown keys are an error with suggestions; prefix a key with '+' to "
+        "add a new one on purpose (+env_cfg.dist_cfg.timeout=1800)",
     )
     parser.add_argument(
         "--launcher",
