@@ -124,6 +124,10 @@ def unresponsive_ranks(watch_s: float = HEARTBEAT_WATCH_S) -> list[int]:
         return []
     own, world = dist.get_rank(), dist.get_world_size()
     others = [r for r in range(world) if r != own]
+    try:  # the run is failing anyway: do not wait the full timeout on an unresponsive store
+        store.set_timeout(timedelta(seconds=HEARTBEAT_WATCH_S + 2))
+    except (AttributeError, RuntimeError):
+        pass
     try:
         before = {r: store.add(_HEARTBEAT_KEY.format(r), 0) for r in others}
         time.sleep(watch_s)

@@ -81,8 +81,8 @@ def check_finite_outputs(samples: Sequence[Any], fields: Sequence[str]) -> None:
                     name = f"{field}.{key}" if key and key != "data" else field
                     raise NonFiniteOutputError(
                         f"the model's {name} for image '{image}' hold NaN or infinite values: "
-                        "the checkpoint's weights or the input are broken, so no metric is "
-                        "computed")
+                        "its weights (a diverged training, a damaged checkpoint) or the input "
+                        "are broken, so no metric is computed")
 
 
 def _field(sample: Any, key: str) -> Any:
