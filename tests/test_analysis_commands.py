@@ -27,14 +27,14 @@ model = dict(
     decode_head=dict(in_channels=256, channels=16),
     auxiliary_head=dict(in_channels=128, channels=8))
 train_dataloader = dict(batch_size=1, dataset=dict(pipeline=[
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
     dict(type='RandomCrop', crop_size=(64, 128)),
     dict(type='PackSegInputs')]))
 _test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(128, 64), keep_ratio=True),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')]
 val_dataloader = dict(dataset=dict(pipeline=_test_pipeline))
 test_dataloader = val_dataloader

@@ -59,7 +59,7 @@ def test_bench_writes_rows_for_every_part_and_density(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", str(SPARSE_CPU), "--inputs", "64x128", "--densities", "1.0", "0.3",
                "--repeats", "1", "--threads", "1", "--train", "--crossover",
-               "--train-crop", "32x64", "--train-batch", "2", "--out", str(out)])
+               "--train-crop", "32x64", "--train-batch", "2", "--out-json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
     inference = [r for r in rows if r["part"] != "training"]
@@ -128,7 +128,7 @@ def test_bench_on_a_detection_config_with_a_checkpoint_url(tmp_path, monkeypatch
                    f"http://127.0.0.1:{server.server_address[1]}/det.pth", "--inputs", "64x128",
                    "--densities", "1.0", "0.3", "--repeats", "1", "--threads", "1", "--train",
                    "--train-crop", "64x128", "--train-batch", "1", "--no-memory",
-                   "--out", str(out)])
+                   "--out-json", str(out)])
     finally:
         server.shutdown()
         server.server_close()
@@ -152,3 +152,19 @@ def test_bench_on_a_detection_config_with_a_checkpoint_url(tmp_path, monkeypatch
 def test_bench_checkpoint_that_is_a_directory(tmp_path, capsys):
     assert main(["bench", str(SPARSE_CPU), "--checkpoint", str(tmp_path)]) == 2
     assert f"checkpoint '{tmp_path}' is a directory, not a file" in capsys.readouterr().err
+
+
+def test_dcn_layer_benchmark_times_every_implementation_per_mode(tmp_path):
+    """``python -m seg_sparse.benchmark.dcn_layer``: one row per shape and mode, medians > 0."""
+    import json
+
+    from seg_sparse.benchmark.dcn_layer import main
+
+    out = tmp_path / "rows.json"
+    assert main(["--shapes", "8x6x7x2", "--repeats", "1", "--threads", "1",
+                 "--densities", "0.5", "--out-json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["mode"] for r in rows] == ["forward", "forward+backward", "at 50%"]
+    assert all(r[key] > 0 for r in rows for key in ("conv_ms", "torchvision_ms", "ours_ms"))
+    assert all((r["channels"], r["height"], r["width"], r["dilation"]) == (8, 6, 7, 2)
+               for r in rows)

@@ -100,6 +100,7 @@ def test_image_listed_but_missing_on_disk(valid, synthcoco, tmp_path):
         CheckedCocoDataset(ann_file=path, data_root=str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_annotation_file_in_one_line(valid, synthcoco, tmp_path, capsys):
     """`seg-sparse train` on a detection config whose train annotations are broken: exit 2."""
     from det_support import small_config
@@ -190,6 +191,7 @@ def test_metric_refuses_a_validation_file_without_annotations(valid, tmp_path):
     SparseCocoMetric(ann_file=path, format_only=True, outfile_prefix=str(tmp_path / "dets"))
 
 
+@pytest.mark.slow
 def test_cli_refuses_empty_validation_annotations_before_training(valid, synthcoco, tmp_path,
                                                                    capsys):
     from det_support import small_config

@@ -53,16 +53,21 @@ def find_images(image_or_dir: str) -> list[str]:
 
 
 def inference_pipeline(cfg: Config):
-    """The config's test pipeline without label loading (a bare image has no labels)."""
+    """The config's test pipeline without label loading (a bare image has no labels), its
+    image loader the checked one (as the Checked datasets build it)."""
     from mmcv.transforms import Compose
     from mmengine.registry import init_default_scope
+
+    from seg_sparse.datasets.transforms import CheckedLoadImageFromFile, with_checked_loading
 
     init_default_scope(cfg.get("default_scope", "mmseg"))
     loader = cfg.get("test_dataloader") or cfg.get("val_dataloader")
     steps = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline")
     if not steps:
         raise ValueError("the config has no test pipeline (test_dataloader.dataset.pipeline)")
-    return Compose([s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")])
+    steps = [s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")]
+    return Compose(with_checked_loading(steps, {
+        "LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
 
 
 def check_images_decode(images: Sequence[str]) -> None:

@@ -3,7 +3,10 @@
 * :mod:`.config` -- :func:`load_config`: read a config, merge checked ``--cfg-options``
   (:mod:`.config_options`), set the data root, check the values (:mod:`.config_values`);
 * :mod:`.model` -- build a config's model for evaluation and load a checkpoint into it,
-  refusing a checkpoint of another architecture.
+  refusing a checkpoint of another architecture;
+* :mod:`.inference` -- :func:`inference_with_masks`: an image's prediction with its sampling
+  masks and densities (docs/inference.md); :mod:`.inferencers` -- mmseg's / mmdet's
+  Inferencers that also return densities and masks and draw mask figures.
 
 Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for bad input.
 """
@@ -11,6 +14,7 @@ Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for
 from .config import DATALOADERS, ConfigError, load_config, set_data_root
 from .config_options import ConfigKeyError, merge_checked_options
 from .config_values import ConfigValueError, check_config_values
+from .inference import MaskedPrediction, inference_with_masks
 from .model import (
     CheckpointMismatchError,
     NonFiniteWeightsError,
@@ -28,6 +32,7 @@ __all__ = [
     "ConfigError",
     "ConfigKeyError",
     "ConfigValueError",
+    "MaskedPrediction",
     "NonFiniteWeightsError",
     "build_eval_model",
     "check_checkpoint_matches",
@@ -35,6 +40,7 @@ __all__ = [
     "check_finite_weights",
     "check_state_dict_matches",
     "checkpoint_state_dict",
+    "inference_with_masks",
     "load_config",
     "load_weights",
     "merge_checked_options",

@@ -27,16 +27,16 @@ from typing import Any
 
 from seg_sparse.fileio import check_input_file
 
-from .common import CommandError, ConfigOptionsAction
+from .common import CommandError, ConfigOptionsAction, DeprecatedAlias
 
 NAME = "bench"
 DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
 QUICK = dict(inputs=["512x1024"], densities=[1.0, 0.5, 0.3], repeats=3)
 EPILOG = """examples:
   # the paper's model (default config), 512x1024, densities 1.0 / 0.5 / 0.3 (a few minutes)
-  seg-sparse bench --quick --out bench.json
+  seg-sparse bench --quick --out-json bench.json
   # the full table: 512x1024 and 1024x2048, densities 1.0 0.75 0.5 0.3 0.15, 2 threads
-  seg-sparse bench --threads 2 --out bench.json
+  seg-sparse bench --threads 2 --out-json bench.json
   # a trained checkpoint's own masks on a Cityscapes image, plus the training step
   seg-sparse bench CONFIG --checkpoint iter_60000.pth \\
       --image frankfurt_000000_000294_leftImg8bit.png --train
@@ -130,7 +130,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--train-batch", type=_positive, default=1,
                         help="training batch for --train (default 1)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
-    parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--out-json", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--out", dest="out_json", action=DeprecatedAlias,
+                        replacement="--out-json")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint (unpickling can run code)")
     parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, metavar="KEY=VALUE",
@@ -191,11 +193,11 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup, memory=not args.no_memory, task=models.task)
         print(format_training([training]))
         rows.append(training.to_dict())
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
+    if args.out_json:
+        os.makedirs(osp.dirname(osp.abspath(args.out_json)), exist_ok=True)
+        with open(args.out_json, "w") as f:
             json.dump(rows, f, indent=2)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out_json}")
     return 0
 
 

@@ -38,11 +38,13 @@ from typing import Any
 
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine.dataset import Compose
 from mmengine.logging import print_log
 
-from .transforms import BadDataError, CheckedLoadImageFromFile
+from .transforms import BadDataError, CheckedLoadImageFromFile, with_checked_loading
 
-# detection pipelines name the checked image loader too (mmdet's registry scope)
+# configs written before the checked loader was swapped in by the dataset name it in mmdet's
+# scope
 TRANSFORMS.register_module(module=CheckedLoadImageFromFile)
 
 IMAGE_KEYS = {"id": int, "file_name": str, "height": int, "width": int}
@@ -197,12 +199,16 @@ class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` (same arguments) that checks the annotation file
     (:func:`check_coco_annotations`), that its categories are the config's classes
     (:func:`check_categories`), that a training file has something to train on, and that every
-    listed image exists on disk."""
+    listed image exists on disk, and builds its pipeline's ``LoadImageFromFile`` as
+    :class:`CheckedLoadImageFromFile`."""
 
-    def __init__(self, *args: Any, metainfo: Mapping | None = None, **kwargs: Any) -> None:
+    def __init__(self, pipeline: Sequence[Any] = (), metainfo: Mapping | None = None,
+                 **kwargs: Any) -> None:
         # classes given by the config (not mmdet's 80 defaults) may be a chosen subset
         self._classes_chosen = bool(metainfo) and "classes" in metainfo
-        super().__init__(*args, metainfo=metainfo, **kwargs)
+        super().__init__(pipeline=[], metainfo=metainfo, **kwargs)
+        self.pipeline = Compose(with_checked_loading(
+            pipeline, {"LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
 
     def load_data_list(self) -> list[dict]:
         if self.data_root and not osp.isdir(self.data_root):

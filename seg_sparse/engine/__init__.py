@@ -1,12 +1,19 @@
 """Runner hooks: atomic checkpoint saving, safe / verifiable / exactly resumable checkpoint
-content, and the Gumbel temperature schedule. All are registered in mmseg's and mmdet's
-``HOOKS`` (:mod:`.registry`). Also the work dir lock of a training (:mod:`.work_dir_lock`)."""
+content, the Gumbel temperature schedule, and a test progress bar. All are registered in
+mmseg's and mmdet's ``HOOKS`` (:mod:`.registry`). Also the work dir lock of a training
+(:mod:`.work_dir_lock`)."""
+
+# ruff: noqa: E402  (the registrations below must run before this package's imports)
+from seg_sparse.registration import register_all_modules
+
+register_all_modules()  # compat first, then every registration, always in that order
 
 from .atomic_checkpoint import AtomicCheckpointHook, CheckpointSaveError
 from .checkpoint_hooks import SafeCheckpointHook
+from .progress_hook import TestProgressHook
 from .temperature_hook import SparseTemperatureHook
 from .work_dir_lock import WorkDirLockedError, acquire_work_dir_lock, release_work_dir_lock
 
 __all__ = ["AtomicCheckpointHook", "CheckpointSaveError", "SafeCheckpointHook",
-           "SparseTemperatureHook", "WorkDirLockedError", "acquire_work_dir_lock",
-           "release_work_dir_lock"]
+           "SparseTemperatureHook", "TestProgressHook", "WorkDirLockedError",
+           "acquire_work_dir_lock", "release_work_dir_lock"]
