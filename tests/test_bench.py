@@ -162,7 +162,7 @@ def test_dcn_layer_benchmark_times_every_implementation_per_mode(tmp_path):
 
     out = tmp_path / "rows.json"
     assert main(["--shapes", "8x6x7x2", "--repeats", "1", "--threads", "1",
-                 "--densities", "0.5", "--out-json", str(out)]) == 0
+                 "--densities", "0.5", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["mode"] for r in rows] == ["forward", "forward+backward", "at 50%"]
     assert all(r[key] > 0 for r in rows for key in ("conv_ms", "torchvision_ms", "ours_ms"))
