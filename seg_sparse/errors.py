@@ -17,3 +17,8 @@ class UserInputError(Exception):
 def one_line(text: object) -> str:
     """``text`` with its lines joined, for messages that quote another library's error."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+class RunFailure(Exception):
+    """A run that failed for a reason outside the code and the input (a hung or dead process
+    of a distributed run), reported in one line; the CLI exits with code 1."""

@@ -101,3 +101,32 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
     except OSError as err:
         raise NotWritableError(f"directory '{folder}' is not writable: {err.strerror or err}") \
             from err
+
+
+class InputFileError(UserInputError, FileNotFoundError):
+    """An input file that is missing, or a folder where a file was expected."""
+
+
+def check_input_file(path: str | os.PathLike, what: str = "file") -> None:
+    """Raise :class:`InputFileError` naming ``path`` unless it is an existing regular file
+    (a folder is reported as a folder, not as missing)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputFileError(f"{what} '{path}' is a directory, not a file")
+    if not os.path.isfile(path):
+        raise InputFileError(f"{what} '{path}' does not exist")
+
+
+def check_dir_creatable(folder: str | os.PathLike) -> None:
+    """Raise :class:`NotWritableError` naming ``folder`` if it could not be created or written
+    (a parent is a file, or the nearest existing parent is read-only), without creating it:
+    for outputs checked before the work starts and written after it."""
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotWritableError(f"directory '{folder}' cannot be created: '{existing}' is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NotWritableError(f"directory '{folder}' is not writable: Permission denied "
+                               f"('{existing}')")

@@ -95,3 +95,61 @@ def test_checkpoint_of_another_architecture(trained, tmp_path, capsys):
     assert "shape mismatch: decode_head." in err
     assert "decode_head.conv_cat.conv.weight: checkpoint (64, 576, 3, 3) vs model (32, 544, 3, 3)" \
         in err
+
+
+def test_colour_label_map_stops_before_inference(synthcity, trained, tmp_path, capsys):
+    root = copy_dataset(synthcity, tmp_path / "rgb_label")
+    label = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    Image.fromarray(np.array(Image.open(label))).convert("RGB").save(label)
+    assert _test_on(root, trained, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: label map '{label}' has 3 channels (RGB); a label "
+                   "map must be a single-channel image of class ids (Cityscapes: "
+                   "*_gtFine_labelTrainIds.png), not a colour image such as *_gtFine_color.png"]
+    assert not (tmp_path / "work" / "metrics.json").exists()
+
+
+def test_out_below_a_file_is_refused_before_testing(trained, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
+                    str(tmp_path / "work"), "--data-root", str(trained.root),
+                    "--out", str(blocker / "submission"))
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: directory '{blocker / 'submission'}' cannot be "
+                   f"created: '{blocker}' is a file"]
+    assert not (tmp_path / "work").exists()  # refused before the Runner made its work dir
+
+
+def test_directory_given_as_checkpoint(trained, tmp_path, capsys):
+    rc = seg_sparse("test", trained.config, str(tmp_path), "--work-dir", str(tmp_path / "w"))
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"seg-sparse test: error: checkpoint '{tmp_path}' is a directory, not a file")
+
+
+def test_non_finite_weights_are_refused_before_testing(trained, tmp_path, capsys):
+    """A digest-valid checkpoint with NaN / Inf weights (a diverged run) used to be evaluated
+    to mIoU 2.24 with exit code 0."""
+    import torch
+
+    from seg_sparse.compat.checkpoint import record_checkpoint_digest
+
+    checkpoint = torch.load(trained.checkpoint, weights_only=True)
+    state = checkpoint["state_dict"]
+    state["backbone.layer1.0.conv1.weight"][0, 0] = float("nan")
+    state["decode_head.conv_seg.bias"][2] = float("inf")
+    record_checkpoint_digest(checkpoint)
+    path = tmp_path / "diverged.pth"
+    torch.save(checkpoint, path)
+    rc = seg_sparse("test", trained.config, str(path), "--work-dir", str(tmp_path / "work"),
+                    "--data-root", str(trained.root), "--cfg-options", *unique_name("nan"))
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse test: error: checkpoint '{path}' holds non-finite weights in 2 "
+                   "tensor(s): backbone.layer1.0.conv1.weight (1 NaN, 0 Inf), "
+                   "decode_head.conv_seg.bias (0 NaN, 1 Inf); the training that wrote it "
+                   "diverged or the file was altered, and any metric computed with it would be "
+                   "meaningless"]
+    assert not (tmp_path / "work" / "metrics.json").exists()

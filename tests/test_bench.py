@@ -100,6 +100,60 @@ def test_bench_rejects_bad_options(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_bench_on_a_detection_config_with_a_checkpoint_url(tmp_path, monkeypatch, capsys):
+    """A detection config used to fail with "'ConfigDict' object has no attribute
+    'decode_head'"; a checkpoint URL with "does not exist"."""
+    import functools
+    import http.server
+    import threading
+
+    from det_support import small_config
+
+    from seg_sparse.apis import build_eval_model, load_config
+
+    config = small_config(tmp_path, tmp_path / "no_data_needed")
+    served = tmp_path / "srv"
+    served.mkdir()
+    torch.manual_seed(1)
+    weights = build_eval_model(load_config(str(config))).state_dict()
+    torch.save({"state_dict": weights}, served / "det.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "bench.json"
+    try:
+        rc = main(["bench", str(config), "--checkpoint",
+                   f"http://127.0.0.1:{server.server_address[1]}/det.pth", "--inputs", "64x128",
+                   "--densities", "1.0", "0.3", "--repeats", "1", "--threads", "1", "--train",
+                   "--train-crop", "64x128", "--train-batch", "1", "--no-memory",
+                   "--out-json", str(out)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 0
+    assert (tmp_path / "torch_home/hub/checkpoints/det.pth").is_file()  # came from the URL
+    rows = json.loads(out.read_text())
+    inference = {(r["part"], r["density"]): r for r in rows if r["part"] != "training"}
+    assert set(inference) == {(p, d) for p in ("backbone", "detector") for d in (1.0, 0.3)}
+    assert inference["backbone", 0.3]["flops_ratio"] < 0.6  # backbone FLOPs are counted
+    assert inference["detector", 0.3]["flops_ratio"] is None  # FPN and heads are not
+    assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 for r in rows)
+    (training,) = [r for r in rows if r["part"] == "training"]
+    assert training["input"] == "64x128" and training["sparse_ms"] > 0
+    capsys.readouterr()
+    assert main(["bench", str(config), "--parts", "segmentor"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"seg-sparse bench: error: --parts segmentor: '{config}' is a detection config; its "
+        "parts are backbone and detector")
+
+
+def test_bench_checkpoint_that_is_a_directory(tmp_path, capsys):
+    assert main(["bench", str(SPARSE_CPU), "--checkpoint", str(tmp_path)]) == 2
+    assert f"checkpoint '{tmp_path}' is a directory, not a file" in capsys.readouterr().err
+
+
 def test_dcn_layer_benchmark_times_every_implementation_per_mode(tmp_path):
     """``python -m seg_sparse.benchmark.dcn_layer``: one row per shape and mode, medians > 0."""
     import json

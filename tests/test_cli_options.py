@@ -10,7 +10,7 @@ import torch
 from cli_support import CPU_CONFIG, REPO, SPARSE_CPU_CONFIG, seg_sparse
 from mmengine.config import Config
 
-from seg_sparse.apis import ConfigKeyError, merge_checked_options
+from seg_sparse.apis import ConfigKeyError, load_config, merge_checked_options
 from seg_sparse.cli.main import COMMANDS
 
 
@@ -164,3 +164,71 @@ def test_image_size_needs_the_pipelines_restated(tmp_path):
 
 def _step(loader, type_: str):
     return next(step for step in loader.dataset.pipeline if step["type"] == type_)
+
+
+DEMO_HEAD_CONFIG = str(REPO / "configs/cpu/sparse-fcn-sparsehead_r50-d8-dcn-w16_1xb4-demo_"
+                              "synthcity-64x128.py")
+
+
+def test_top_level_variables_are_re_read():
+    """`max_iters=5` re-reads the config with the variable replaced, so every key computed
+    from it follows (the file's own variable, and one set in a base file of a base file)."""
+    cfg = load_config(CPU_CONFIG, {"max_iters": 5, "crop_size": (32, 64)})
+    assert cfg.train_cfg.max_iters == 5 and cfg.train_cfg.val_interval == 5
+    assert cfg.param_scheduler[0].end == 5 and cfg.default_hooks.checkpoint.interval == 5
+    assert cfg.model.data_preprocessor.size == (32, 64) and cfg.filename == CPU_CONFIG
+    # data_root and max_iters are assigned in base files of this one; its keys hold a '.'
+    cfg = load_config(DEMO_HEAD_CONFIG, {"max_iters": 7, "data_root": "/elsewhere/"})
+    assert cfg.train_cfg.max_iters == 7 and cfg.param_scheduler[0].end == 7
+    assert cfg.val_dataloader.dataset.data_root == "/elsewhere/"
+    assert cfg.model.decode_head.type == "SparseFCNHead"  # the leaf's own content is kept
+
+
+def test_key_inside_a_variable_is_refused_naming_where_it_is_set():
+    with pytest.raises(ConfigKeyError) as err:
+        load_config(DEMO_HEAD_CONFIG, {"crop_size.0": 32})
+    message = str(err.value)
+    assert "'crop_size=VALUE' replaces it whole" in message
+    assert "fcn_r50-d8-dcn-w16_1xb4-demo_synthcity-64x128.py" in message
+    assert "model.data_preprocessor.size.0" in message
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("train_cfg.max_iters", "'train_cfg.max_iters' has no '=VALUE'"),
+    ("=3", "'=3' has no key before '='"),
+])
+def test_cfg_option_without_value_or_key(tmp_path, capsys, pair, message):
+    with pytest.raises(SystemExit) as exit_info:
+        seg_sparse("train", CPU_CONFIG, "--work-dir", str(tmp_path / "w"), "--cfg-options", pair)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "base"])
+def test_config_syntax_error_names_file_and_line(tmp_path, capsys, where):
+    broken = tmp_path / "broken.py"
+    broken.write_text(f"_base_ = [{CPU_CONFIG!r}]\nx = dict(a=1,\ny = 2\n")
+    config = broken
+    if where == "base":
+        config = tmp_path / "child.py"
+        config.write_text("_base_ = ['./broken.py']\nz = 1\n")
+    assert seg_sparse("train", str(config), "--work-dir", str(tmp_path / "w")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse train: error: config file '{broken}', line 2: '(' was never "
+                   "closed: x = dict(a=1,"]
+
+
+def test_failing_config_statement_names_file_and_line(tmp_path, capsys):
+    config = tmp_path / "undefined.py"
+    config.write_text(f"_base_ = [{CPU_CONFIG!r}]\nx = 1\ny = max_iter + 1\n")
+    assert seg_sparse("flops", str(config), "--out-dir", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"seg-sparse flops: error: config file '{config}', line 3: NameError: name "
+                   "'max_iter' is not defined"]
+
+
+@pytest.mark.parametrize("command", ["train", "flops"])
+def test_directory_given_as_config_file(tmp_path, capsys, command):
+    assert seg_sparse(command, str(tmp_path)) == 2
+    assert f"config file '{tmp_path}' is a directory, not a file" in capsys.readouterr().err

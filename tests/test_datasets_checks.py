@@ -130,6 +130,28 @@ def test_dataset_checks_file_headers_before_anything_runs(tmp_path: Path, damage
     assert all(str(path) in str(err.value) for path in expected[1])
 
 
+def test_colour_label_map_is_refused_by_the_dataset_before_any_inference(tmp_path: Path) -> None:
+    """An RGB label map (e.g. *_gtFine_color.png copied over the trainIds) used to pass the
+    value check (its channels hold small numbers) and crash the IoU metric after inference."""
+    _write_pair(tmp_path, "val", "city_000000_000000", np.zeros((4, 6), np.uint8))
+    _, ann = _write_pair(tmp_path, "val", "city_000000_000001", np.zeros((4, 6), np.uint8))
+    cv2.imwrite(str(ann), np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(InvalidLabelError) as err:
+        _dataset(tmp_path, "val")
+    assert str(err.value) == (
+        f"label map '{ann}' has 3 channels (RGB); a label map must be a single-channel image of "
+        "class ids (Cityscapes: *_gtFine_labelTrainIds.png), not a colour image such as "
+        "*_gtFine_color.png")
+
+
+def test_colour_label_map_is_refused_by_the_transform(tmp_path: Path) -> None:
+    """The loading transform refuses it too (a dataset other than CheckedCityscapesDataset)."""
+    _, ann = _write_pair(tmp_path, "val", "city_000000_000000", np.zeros((4, 6), np.uint8))
+    cv2.imwrite(str(ann), np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(InvalidLabelError, match=r"has 3 channels \(RGB\)"):
+        CheckedLoadAnnotations().transform(_ann_results(ann))
+
+
 def test_the_datasets_build_the_stock_loaders_of_a_config_as_the_checked_ones(tmp_path: Path):
     """Configs name mmseg's LoadImageFromFile / LoadAnnotations (what mmseg's inference APIs
     strip and swap); the datasets still load through the checks."""

@@ -15,6 +15,8 @@ from seg_sparse.datasets import coco as coco_module
 
 pytest_plugins = ("det_support",)
 
+SYNTH_CLASSES = ("person", "rider", "car", "traffic light", "traffic sign")
+
 
 @pytest.fixture(scope="module")
 def valid(synthcoco: Path) -> dict:
@@ -80,8 +82,7 @@ def test_boxes_of_non_positive_size_are_skipped_with_a_warning(valid, synthcoco,
     assert len(logged) == 1 and "skipping 2 box(es)" in logged[0] and path in logged[0]
     dataset = CheckedCocoDataset(ann_file=path, data_root=str(synthcoco),
                                  data_prefix=dict(img="val2017/"), test_mode=True,
-                                 metainfo=dict(classes=("person", "rider", "car",
-                                                        "traffic light", "traffic sign")))
+                                 metainfo=dict(classes=SYNTH_CLASSES))
     boxes = sum(len(dataset.get_data_info(i)["instances"]) for i in range(len(dataset)))
     assert boxes == len(valid["annotations"]) - 2
 
@@ -93,7 +94,8 @@ def test_image_listed_but_missing_on_disk(valid, synthcoco, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"1 image\(s\) listed in .*instances_bad.json'"
                                                 r" are missing on disk, e.g. .*000009999999.jpg"):
         CheckedCocoDataset(ann_file=path, data_root=str(synthcoco),
-                           data_prefix=dict(img="val2017/"), test_mode=True)
+                           data_prefix=dict(img="val2017/"), test_mode=True,
+                           metainfo=dict(classes=SYNTH_CLASSES))
     with pytest.raises(FileNotFoundError, match=r"COCO data_root .* does not exist"):
         CheckedCocoDataset(ann_file=path, data_root=str(tmp_path / "nowhere"))
 
@@ -120,3 +122,105 @@ def test_cli_reports_a_bad_annotation_file_in_one_line(valid, synthcoco, tmp_pat
     assert rc == 2
     assert err[-1].startswith("seg-sparse train: error: annotation file ")
     assert "instances_train2017.json" in err[-1] and "unknown category_id 42" in err[-1]
+
+
+
+def _dataset(path: str, root: Path, test_mode: bool = True, **kwargs) -> CheckedCocoDataset:
+    return CheckedCocoDataset(ann_file=path, data_root=str(root), test_mode=test_mode,
+                              data_prefix=dict(img="val2017/"), **kwargs)
+
+
+def test_categories_not_matching_the_config_classes_are_refused(synthcoco):
+    """The 5 synthetic classes under the 80 COCO classes of the paper configs: mmdet used to
+    map car -> 'bicycle', traffic light -> 'car' and drop rider and traffic sign silently."""
+    path = str(synthcoco / "annotations/instances_val2017.json")
+    with pytest.raises(BadAnnotationError) as err:
+        _dataset(path, synthcoco)  # no metainfo: mmdet's 80 COCO classes
+    message = str(err.value)
+    assert message.startswith(f"annotation file '{path}' does not match the config's 80 "
+                              "classes (5 categories in the file): classes of the config "
+                              "missing from the file: ['bicycle', 'motorcycle', ")
+    assert "(77 in all)" in message  # 'person', 'car' and 'traffic light' are COCO classes
+    assert "categories of the file that are not classes of the config: ['rider', " \
+           "'traffic sign']" in message and "\n" not in message
+
+
+def test_categories_in_another_order_are_refused(synthcoco):
+    path = str(synthcoco / "annotations/instances_val2017.json")
+    reordered = ("rider", "person", "car", "traffic light", "traffic sign")
+    with pytest.raises(BadAnnotationError, match=r"lists the classes in another order: "
+                                                 r"\['person', 'rider', "):
+        _dataset(path, synthcoco, metainfo=dict(classes=reordered))
+
+
+def test_chosen_subset_of_the_categories_is_allowed(synthcoco, valid):
+    path = str(synthcoco / "annotations/instances_val2017.json")
+    dataset = _dataset(path, synthcoco, metainfo=dict(classes=("person", "car")))
+    labels = {i["bbox_label"] for k in range(len(dataset))
+              for i in dataset.get_data_info(k)["instances"]}
+    assert labels <= {0, 1} and dataset.cat_ids == [1, 3]
+
+
+def test_training_file_without_annotations_is_refused(valid, synthcoco, tmp_path):
+    path = write(tmp_path, broken(valid, lambda d: d.update(annotations=[])))
+    with pytest.raises(BadAnnotationError, match=r"has no annotations: there is nothing to "
+                                                 r"train on") as err:
+        _dataset(path, synthcoco, test_mode=False, metainfo=dict(classes=SYNTH_CLASSES))
+    assert path in str(err.value)
+    _dataset(path, synthcoco, metainfo=dict(classes=SYNTH_CLASSES))  # fine for testing
+
+
+def test_training_file_with_nothing_left_after_the_filter_is_refused(valid, synthcoco,
+                                                                      tmp_path):
+    """Only 'traffic sign' boxes, classes chosen without it: every image is filtered out."""
+    data = broken(valid, lambda d: d.update(
+        annotations=[a for a in d["annotations"] if a["category_id"] == 5]))
+    assert data["annotations"]
+    path = write(tmp_path, data)
+    with pytest.raises(BadAnnotationError, match="no image is left to train on"):
+        _dataset(path, synthcoco, test_mode=False, metainfo=dict(classes=("person", "car")),
+                 filter_cfg=dict(filter_empty_gt=True))
+
+
+def test_metric_refuses_a_validation_file_without_annotations(valid, tmp_path):
+    from seg_sparse.evaluation import SparseCocoMetric
+
+    path = write(tmp_path, broken(valid, lambda d: d.update(annotations=[])))
+    with pytest.raises(BadAnnotationError, match=r"has no annotations: COCO mAP would be -1"):
+        SparseCocoMetric(ann_file=path)
+    SparseCocoMetric(ann_file=path, format_only=True, outfile_prefix=str(tmp_path / "dets"))
+
+
+@pytest.mark.slow
+def test_cli_refuses_empty_validation_annotations_before_training(valid, synthcoco, tmp_path,
+                                                                   capsys):
+    from det_support import small_config
+
+    from seg_sparse.cli.main import main
+
+    root = tmp_path / "data"
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        (root / split).symlink_to(synthcoco / "val2017")
+    (root / "annotations/instances_train2017.json").write_text(json.dumps(valid))
+    empty = broken(valid, lambda d: d.update(annotations=[]))
+    (root / "annotations/instances_val2017.json").write_text(json.dumps(empty))
+    rc = main(["train", str(small_config(tmp_path, root)), "--work-dir", str(tmp_path / "work"),
+               "--cfg-options", "experiment_name=det_empty_val"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("seg-sparse train: error: annotation file ")
+    assert "instances_val2017.json' has no annotations: COCO mAP would be -1" in err[-1]
+    assert not list((tmp_path / "work").glob("*.pth"))
+
+
+def test_missing_coco_root_hint_fits_the_config(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        CheckedCocoDataset(ann_file="annotations/instances_val2017.json",
+                           data_root=str(tmp_path / "coco"))
+    assert "need COCO 2017" in str(err.value) and "gen-coco" in str(err.value)
+    assert f"`seg-sparse gen-coco {tmp_path / 'coco'}`" not in str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        CheckedCocoDataset(ann_file="annotations/instances_val2017.json",
+                           data_root=str(tmp_path / "synth"), metainfo=dict(classes=SYNTH_CLASSES))
+    assert f"`seg-sparse gen-coco {tmp_path / 'synth'}`" in str(err.value)

@@ -50,6 +50,31 @@ def test_mmdet_test_tool_runs_through_the_launcher(trained_detector, tmp_path):
         assert len(metrics["coco/sampling_densities"]) == 16
 
 
+@pytest.mark.slow
+def test_mmdet_train_tool_runs_multi_process_on_cpu(synthcoco, tmp_path):
+    """mmdet's tools/train.py under torchrun without CUDA: mmengine's own setup fails with
+    'Found no NVIDIA driver'; the launcher gives it gloo and the CPU DDP wrapper."""
+    import socket
+
+    from det_support import run_tool, small_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    work = tmp_path / "work"
+    result = run_tool("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                      str(port), "-m", "seg_sparse.mmdet_tools", "train",
+                      str(small_config(tmp_path, synthcoco)), "--launcher", "pytorch",
+                      "--work-dir", str(work), "--cfg-options", "env_cfg.dist_cfg.timeout=120",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert re.search(r"Iter\(train\) \[2/2\].* loss_sparse: [0-9.]+", log)
+    assert "Distributed launcher: pytorch" in log and "Distributed training: True" in log
+    assert (work / "iter_2.pth").is_file()
+    assert not (work / ".seg_sparse_train.lock").exists()
+
+
 def test_launcher_usage_and_unknown_tool(capsys):
     from seg_sparse.mmdet_tools import main as launcher
 
@@ -89,7 +114,7 @@ def test_seg_sparse_test_on_a_detection_checkpoint(trained_detector, tmp_path, c
 
 
 @pytest.mark.slow
-def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
+def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path, capsys):
     from det_support import small_config
 
     config = small_config(tmp_path, synthcoco, sparse=False)
@@ -99,6 +124,10 @@ def test_seg_sparse_train_accepts_a_detection_config(synthcoco, tmp_path):
                "default_hooks.checkpoint.interval=1", "model.backbone.frozen_stages=1",
                "experiment_name=det_cli_train"])
     assert rc == 0 and (work / "iter_1.pth").is_file()
+    # a frozen stage without pretrained weights is trained on loudly
+    out = capsys.readouterr()
+    assert "TRAINING WITHOUT PRETRAINED WEIGHTS" in out.out + out.err
+    assert "the stem and stages 1-1 (frozen_stages=1) are never trained" in out.out + out.err
 
 
 def test_flops_on_detection_configs(trained_detector, tmp_path, capsys):
@@ -106,6 +135,9 @@ def test_flops_on_detection_configs(trained_detector, tmp_path, capsys):
     assert main(["flops", str(trained_detector.config), "--out-dir", str(out)]) == 0
     text = capsys.readouterr().out
     assert "Backbone GFLOPs" in text and "at input 64x128" in text
+    # the table says the count is the backbone's only (no "head 0.0000" / total rows)
+    assert "| backbone only (FPN and heads not counted) |" in text
+    assert "| head " not in text and "| total " not in text
     dense = json.loads((out / "flops.json").read_text())
     assert dense["task"] == "detection" and dense["input_shape"] == [64, 128]
     assert main(["flops", str(trained_detector.config), "--checkpoint",
@@ -143,9 +175,19 @@ def test_analysis_commands_on_a_detector(trained_detector, tmp_path, capsys):
     assert (tmp_path / "pr/prune.png").stat().st_size > 0
 
     image = next((trained_detector.root / "val2017").glob("*.jpg"))
+    capsys.readouterr()
     assert main(["visualize", config, ckpt, str(image), "--out-dir", str(tmp_path / "vis")]) == 0
     assert {p.name for p in (tmp_path / "vis").iterdir()} == {
         f"{image.stem}_masks.png", f"{image.stem}_stochastic_vs_deterministic.png"}
+    # the threshold and the number of boxes drawn are stated
+    drawn = re.search(r"; (\d+) of (\d+) detections drawn \(score >= 0.3\)",
+                      capsys.readouterr().out)
+    assert drawn and int(drawn.group(1)) <= int(drawn.group(2))
+    assert main(["visualize", config, ckpt, str(image), "--score-thr", "0", "--out-dir",
+                 str(tmp_path / "vis0")]) == 0
+    everything = re.search(r"; (\d+) of (\d+) detections drawn \(score >= 0\)",
+                           capsys.readouterr().out)
+    assert everything and everything.group(1) == everything.group(2) == drawn.group(2)
 
     flops_json = tmp_path / "fl/flops.json"
     assert main(["flops", config, "--checkpoint", ckpt, *common, "--out-dir",

@@ -227,3 +227,26 @@ def test_the_complexity_info_lines_of_the_docs_run_and_agree(monkeypatch):
     report = count_flops(namespace["model"], (128, 256))
     assert namespace["info"]["flops"] / 1e9 == pytest.approx(report.total_dense, rel=0.01)
     assert round(report.total_dense, 3) == 1.390  # the figure the docs quote
+
+
+def test_count_between_two_seeded_draws_does_not_change_the_second():
+    """count_flops runs the model once: it used to advance the blocks' own generators (only
+    torch's global RNG was restored), changing hundreds of mask entries of the next draw."""
+    from seg_sparse.sampling import set_sampling_generator, sparse_blocks
+
+    model = tiny_segmentor("SparseResNetV1c", sampler="stochastic").eval()
+    x = torch.randn(1, 3, *SHAPE, generator=torch.Generator().manual_seed(1))
+
+    def second_draw(count_between: bool) -> list[torch.Tensor]:
+        set_sampling_generator(model, torch.Generator().manual_seed(0))
+        with torch.no_grad(), execution_mode(model, "masked"):
+            model.backbone(x)
+            if count_between:
+                count_flops(model, SHAPE)
+            model.backbone(x)
+        return [b.last_sampling.mask2.clone() for _, b in sparse_blocks(model.backbone)]
+
+    expected, got = second_draw(False), second_draw(True)
+    assert any(m.any() and not m.all() for m in expected)  # masks that a draw can change
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)

@@ -215,3 +215,27 @@ def test_densities_are_gathered_across_ranks(tmp_path):
         assert metrics["sampling_densities"]["layer1.0"] == [pytest.approx(0.2),
                                                              pytest.approx(0.1)]
         assert metrics["density_mean"] == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_stop_the_metric_naming_the_image(bad):
+    """NaN logits still have an argmax; the metric used to score them (mIoU 2.24 from a NaN
+    checkpoint) instead of saying so."""
+    from seg_sparse.evaluation import NonFiniteOutputError
+
+    metric = make_metric()
+    good = sample(*IMAGES[0])
+    good.seg_logits = PixelData(data=torch.zeros(3, 2, 2))
+    broken = sample(*IMAGES[1])
+    broken.set_metainfo(dict(img_path="frankfurt_000000_000294_leftImg8bit.png"))
+    logits = torch.zeros(3, 2, 2)
+    logits[1, 0, 1] = bad
+    broken.seg_logits = PixelData(data=logits)
+    evaluator = Evaluator([metric])
+    evaluator.process([good], data_batch={})
+    with pytest.raises(NonFiniteOutputError) as err:
+        evaluator.process([broken], data_batch={})
+    assert str(err.value).startswith("the model's seg_logits for image "
+                                     "'frankfurt_000000_000294_leftImg8bit.png' hold NaN or "
+                                     "infinite values")
+    assert len(metric.results) == 1  # the broken image was not scored

@@ -83,3 +83,67 @@ def test_flops_command_counts_a_bare_backbone_config(tmp_path: Path, capsys) -> 
     assert data["dense"]["head"] == 0
     assert data["dense"]["backbone"] == pytest.approx(expected.backbone_dense)
     assert len(data["blocks"]) == 16
+
+
+SHIPPED_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.py") if "_base_" not in p.parts)
+DETECTION_PAPER_CONFIGS = sorted((REPO / "configs/faster_rcnn_dcn").glob("*.py")) + sorted(
+    (REPO / "configs/sparse_faster_rcnn").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[Path, Config]:
+    return {path: Config.fromfile(path) for path in SHIPPED_CONFIGS}
+
+
+def test_every_shipped_config_saves_checkpoints_atomically(shipped) -> None:
+    """docs/checkpoints.md: every config writes checkpoints with AtomicCheckpointHook and plain,
+    digested content with SafeCheckpointHook (the CPU detection config used mmengine's
+    CheckpointHook, which deletes the old checkpoint before writing the new one)."""
+    assert len(shipped) > 50
+    for path, cfg in shipped.items():
+        assert cfg.default_hooks.checkpoint.type == "AtomicCheckpointHook", path.name
+        assert "SafeCheckpointHook" in [h["type"] for h in cfg.custom_hooks], path.name
+
+
+@pytest.mark.parametrize("path", DETECTION_PAPER_CONFIGS, ids=lambda p: p.name)
+def test_paper_detection_configs_follow_the_authors(path: Path, shipped) -> None:
+    """The authors' mmdetection configs: only the stem frozen, ImageNet weights from
+    torchvision (mmdet's for ResNeXt), RoIAlign with 2 samples per bin, no anchors across the
+    border, gradients clipped at norm 35."""
+    cfg = shipped[path]
+    backbone = cfg.model.backbone
+    assert backbone.frozen_stages == 0 and backbone.norm_eval is True
+    expected = ("open-mmlab://resnext101_32x4d" if backbone.type == "SparseDetResNeXt"
+                else f"torchvision://resnet{backbone.depth}")
+    assert backbone.init_cfg == dict(type="Pretrained", checkpoint=expected)
+    assert cfg.model.roi_head.bbox_roi_extractor.roi_layer.sampling_ratio == 2
+    assert cfg.model.train_cfg.rpn.allowed_border == 0
+    assert cfg.optim_wrapper.clip_grad == dict(max_norm=35, norm_type=2)
+    # mmdet 3's L1 box losses (docs/detection.md says why)
+    assert cfg.model.rpn_head.loss_bbox.type == cfg.model.roi_head.bbox_head.loss_bbox.type \
+        == "L1Loss"
+
+
+def test_training_a_frozen_backbone_without_pretrained_weights_is_warned_about(shipped) -> None:
+    from mmdet.registry import MODELS as DET_MODELS
+
+    from seg_sparse.engine.pretrained_check import frozen_without_pretrained
+
+    init_default_scope("mmdet")
+    cfg = shipped[REPO / "configs/sparse_faster_rcnn/sparse-faster-rcnn_r50-dcn_fpn_8xb1-1x_"
+                         "coco_w0.1.py"]
+    backbone_cfg = dict(cfg.model.backbone, base_channels=8)
+    model = torch.nn.Module()
+    model.backbone = DET_MODELS.build(backbone_cfg)  # building downloads nothing
+    assert frozen_without_pretrained(model, None) is None  # Pretrained init_cfg
+    model.backbone = DET_MODELS.build(dict(backbone_cfg, init_cfg=None))
+    message = frozen_without_pretrained(model, None)
+    assert message.startswith("TRAINING WITHOUT PRETRAINED WEIGHTS: model.backbone has no "
+                              "Pretrained init_cfg and there is no load_from, so the stem "
+                              "(frozen_stages=0) is never trained and BatchNorm keeps its "
+                              "initial statistics (norm_eval=True): they stay at their random "
+                              "initialisation for the whole run.")
+    assert frozen_without_pretrained(model, "work_dirs/x/epoch_12.pth") is None
+    model.backbone = DET_MODELS.build(dict(backbone_cfg, init_cfg=None, frozen_stages=-1,
+                                           norm_eval=False))
+    assert frozen_without_pretrained(model, None) is None  # from scratch on purpose

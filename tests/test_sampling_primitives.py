@@ -246,3 +246,22 @@ def test_interpolation_bandwidth_gets_a_gradient():
 def test_interpolation_rejects_mismatched_mask():
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         GaussianInterpolation()(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("scale, kept", [(3.0, 21), (2.5, 25), (2.0, 45), (1.5, 49)])
+def test_sparse_interpolation_keeps_the_taps_docs_design_md_names(scale, kept):
+    """docs/design.md ("Execution paths", step 3): taps below 1e-7 * eps are dropped; at the
+    initial s = 3 that is the 5x5 square without its (+-2, +-2) corners, not the whole 5x5."""
+    from seg_sparse.sampling.sparse_interpolation import TAP_TOLERANCE, kernel_taps
+
+    eps = 1e-5
+    d = torch.arange(-3, 4, dtype=torch.float64)
+    kernel_1d = scale / math.sqrt(2 * math.pi) * torch.exp(-(scale * d) ** 2 / 2)
+    offsets, weights = kernel_taps(kernel_1d, eps)
+    assert len(offsets) == kept
+    assert float(weights.min()) >= TAP_TOLERANCE * eps
+    if scale == 3.0:
+        assert set(offsets) == {(i, j) for i in range(-2, 3) for j in range(-2, 3)
+                                if i * i + j * j <= 5}
+        dropped = kernel_1d[:, None] * kernel_1d[None, :]
+        assert float(dropped[5, 5]) < 1e-15  # G(2, 2): 3.3e-16, a 3.3e-11 relative effect

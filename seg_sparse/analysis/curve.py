@@ -155,6 +155,8 @@ def load_curve_points(
                 data = json.load(f)
         except FileNotFoundError:
             raise ResultFileError(f"result file '{path}' does not exist") from None
+        except IsADirectoryError:
+            raise ResultFileError(f"result file '{path}' is a directory, not a file") from None
         except (OSError, json.JSONDecodeError) as err:
             raise ResultFileError(f"result file '{path}' is not readable JSON: {err}") from None
         if not isinstance(data, Mapping):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os.path as osp
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from mmengine.config import Config
 from torch import nn
 
 from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
+from seg_sparse.fileio import check_input_file
 from seg_sparse.flops import FlopsReport
 from seg_sparse.sampling import sampling_layers
 
@@ -105,8 +105,8 @@ def load_model(
     A checkpoint of another architecture raises ``CheckpointMismatchError`` listing the
     differing keys; a missing file raises ``ConfigError`` / ``FileNotFoundError`` naming it.
     """
-    if "://" not in checkpoint and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint '{checkpoint}' does not exist")
+    if "://" not in checkpoint:
+        check_input_file(checkpoint, "checkpoint")
     cfg = load_config(config, cfg_options, data_root)
     model = build_eval_model(cfg)
     load_weights(model, checkpoint, trust_checkpoint)

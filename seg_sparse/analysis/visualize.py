@@ -30,6 +30,7 @@ from seg_sparse.visualization import (
     stochastic_vs_deterministic_figure,
     use_sampler,
 )
+from seg_sparse.visualization.detections import SCORE_THRESHOLD
 
 from .loading import LoadedModel, set_sampling_seed
 
@@ -113,6 +114,8 @@ class ImageFigures:
     comparison_png: str
     densities: dict[str, tuple[float, float]]  # shown blocks (feature-resolution densities)
     head_densities: dict[str, float]  # sampled decode-head convs (empty: the head is dense)
+    #: detection: (boxes drawn, detections, score threshold); None for segmentation
+    boxes: tuple[int, int, float] | None = None
 
 
 def default_comparison_block(blocks: Sequence[str]) -> str:
@@ -129,13 +132,15 @@ def visualize_images(
     compare_block: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    score_threshold: float = SCORE_THRESHOLD,
 ) -> list[ImageFigures]:
     """Write ``<stem>_masks.png`` and ``<stem>_stochastic_vs_deterministic.png`` per image.
 
     ``blocks``: None (one per stage), ``'all'`` or block names (e.g. ``layer3.5``). Each
     image's stochastic masks are drawn with a generator seeded with ``seed + index`` (its
     position in ``images``), so reruns give the same pictures; the stochastic column of the
-    comparison is that same draw.
+    comparison is that same draw. A detector's prediction panel draws its detections scoring
+    at least ``score_threshold``; the figure's title says how many of how many.
     """
     from tqdm import tqdm
 
@@ -155,17 +160,24 @@ def visualize_images(
         set_sampling_seed(model, image_seed)
         sample, masks = predict_with_masks(model, data, shown)
         head_masks = {}
+        boxes = None
         if "pred_sem_seg" in sample:
             size = image_geometry(sample)[0]
             image = resize_to(image, size)
             head_masks = collect_head_masks(model, size)
-        prediction, legend = prediction_panel(image, sample, loaded.cfg)
+        else:
+            instances = sample.pred_instances
+            boxes = (int((instances.scores >= score_threshold).sum()), len(instances),
+                     score_threshold)
+        prediction, legend = prediction_panel(image, sample, loaded.cfg,
+                                              score_threshold=score_threshold)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
+        drawn = "" if boxes is None else f"; {describe_boxes(boxes)}"
         mask_overlay_figure(
             image, prediction, masks, out_path=masks_png, head_masks=head_masks, **legend,
             title=f"{osp.basename(path)}: sampled positions ({sampler} sampler, seed "
-                  f"{image_seed})\n"
+                  f"{image_seed}){drawn}\n"
                   f"{title_model}")
         pair = []
         for name in ("stochastic", "deterministic"):
@@ -177,6 +189,11 @@ def visualize_images(
         set_sampling_seed(model, None)
         written.append(ImageFigures(path, masks_png, comparison_png,
                                     {n: (m.density1, m.density2) for n, m in masks.items()},
-                                    {n: m.density for n, m in head_masks.items()}))
+                                    {n: m.density for n, m in head_masks.items()}, boxes))
     return written
 
+
+def describe_boxes(boxes: tuple[int, int, float]) -> str:
+    """'3 of 100 detections drawn (score >= 0.3)'."""
+    drawn, total, threshold = boxes
+    return f"{drawn} of {total} detections drawn (score >= {threshold:g})"

@@ -17,8 +17,10 @@ from .config_values import ConfigValueError, check_config_values
 from .inference import MaskedPrediction, inference_with_masks
 from .model import (
     CheckpointMismatchError,
+    NonFiniteWeightsError,
     build_eval_model,
     check_checkpoint_matches,
+    check_finite_weights,
     check_state_dict_matches,
     checkpoint_state_dict,
     load_weights,
@@ -31,9 +33,11 @@ __all__ = [
     "ConfigKeyError",
     "ConfigValueError",
     "MaskedPrediction",
+    "NonFiniteWeightsError",
     "build_eval_model",
     "check_checkpoint_matches",
     "check_config_values",
+    "check_finite_weights",
     "check_state_dict_matches",
     "checkpoint_state_dict",
     "inference_with_masks",

@@ -1,6 +1,7 @@
 """Reading a config the one way the CLI, the analysis commands and the demo all use.
 
-:func:`load_config` reads the file, merges checked ``--cfg-options``
+:func:`load_config` reads the file (:mod:`.config_file`: errors named by file and line; the
+file's own top-level variables overridable), merges checked ``--cfg-options``
 (:mod:`.config_options`), points the dataloaders at a data root (:func:`set_data_root`) and
 checks the values of well-known keys (:mod:`.config_values`), so every entry point refuses the
 same mistakes with the same one-line errors.
@@ -14,26 +15,25 @@ from typing import Any
 
 from mmengine.config import Config
 
-from seg_sparse.errors import UserInputError
-
-from .config_options import merge_checked_options
+from .config_file import ConfigError, read_config_file
+from .config_options import merge_checked_options, split_variable_overrides
 from .config_values import check_config_values
 
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
-
-class ConfigError(UserInputError, ValueError):
-    """A config file or option that cannot be used as given (missing file, data root ...)."""
+__all__ = ["DATALOADERS", "ConfigError", "load_config", "set_data_root"]
 
 
 def load_config(path: str, cfg_options: Mapping[str, Any] | None = None,
                 data_root: str | None = None) -> Config:
     """The config at ``path`` with checked ``cfg_options`` merged, every dataloader pointed at
-    ``data_root`` (when given) and its values checked."""
-    if not osp.isfile(path):
-        raise ConfigError(f"config file '{path}' does not exist")
-    cfg = Config.fromfile(path)
-    merge_checked_options(cfg, cfg_options)
+    ``data_root`` (when given) and its values checked.
+
+    Options naming a top-level variable assigned in the file itself (``max_iters=5``) re-read
+    the file with that value, so every key computed from it follows."""
+    variables, options = split_variable_overrides(path, cfg_options)
+    cfg = read_config_file(path, variables)
+    merge_checked_options(cfg, options)
     if data_root:
         set_data_root(cfg, data_root)
     check_config_values(cfg)

@@ -14,8 +14,11 @@ is walked through the config:
   (``+env_cfg.dist_cfg.timeout=1800``) to add it deliberately.
 
 Top-level *variables* of a python config (``data_root``, ``crop_size``, ``max_iters`` ...) have
-already been copied into the dicts that use them when the file is parsed, so overriding them
-changes nothing: that is refused too, naming the keys that hold the same value.
+already been copied into the dicts that use them when the file is parsed, so merging a new value
+changes nothing. A whole variable (``max_iters=5``, ``data_root=DIR``) is instead overridden by
+re-reading the config with the new value (:func:`split_variable_overrides`,
+:mod:`.config_file`); a key inside a variable (``crop_size.0``) is refused, naming the keys that
+hold the same value.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 from mmengine.config import Config
 
 from seg_sparse.errors import UserInputError
+
+from .config_file import chain_variables, variable_source
 
 ADD_PREFIX = "+"
 
@@ -52,6 +57,24 @@ class ConfigKeyError(UserInputError, KeyError):
         return str(self.args[0])
 
 
+def split_variable_overrides(
+    path: str, options: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(variables, rest): the options that replace a top-level variable assigned in the config
+    file ``path`` or a base file (a plain name, not a key the Runner reads), and the others."""
+    options = dict(options or {})
+    plain = [k for k in options if "." not in k and not k.startswith(ADD_PREFIX)
+             and k not in _RUNNER_KEYS]
+    if not plain:
+        return {}, options
+    from seg_sparse.fileio import check_input_file
+
+    check_input_file(path, "config file")
+    assigned = chain_variables(path)
+    variables = {k: options.pop(k) for k in plain if k in assigned}
+    return variables, options
+
+
 def merge_checked_options(cfg: Config, options: Mapping[str, Any] | None) -> None:
     """Validate every key of ``options`` against ``cfg`` and merge them (all or nothing)."""
     if not options:
@@ -71,16 +94,11 @@ def check_key(cfg: Config, key: str) -> None:
     """Raise :class:`ConfigKeyError` if overriding ``key`` would be silently ineffective."""
     parts = key.split(".")
     top = parts[0]
+    if not all(parts):
+        raise ConfigKeyError(f"--cfg-options '{key}': empty key name; write KEY=VALUE with a "
+                             "dotted key such as train_cfg.max_iters")
     if top in cfg and top not in _RUNNER_KEYS:
-        holders = [".".join([p, *parts[1:]])
-                   for p in _paths_with_value(cfg, cfg[top]) if p != top][:6]
-        hint = (f" Override the keys that use it instead, e.g. {', '.join(holders)}."
-                if holders else "")
-        raise ConfigKeyError(
-            f"--cfg-options '{key}': '{top}' is a variable of the config file whose value was "
-            f"already copied where it is used when the file was parsed, so overriding it would "
-            f"change nothing.{hint}"
-        )
+        raise ConfigKeyError(_variable_message(cfg, key, parts))
     node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
     for depth, part in enumerate(parts):
         here = ".".join(parts[:depth])
@@ -103,6 +121,22 @@ def check_key(cfg: Config, key: str) -> None:
         if _may_add(node, part, is_top=depth == 0):
             return  # a new, accepted key: below it the value is free-form
         raise ConfigKeyError(_unknown_key_message(cfg, key, parts, depth, node))
+
+
+def _variable_message(cfg: Config, key: str, parts: list[str]) -> str:
+    top = parts[0]
+    holders = [".".join([p, *parts[1:]])
+               for p in _paths_with_value(cfg, cfg[top]) if p != top][:6]
+    hint = f" Override the keys that use it instead, e.g. {', '.join(holders)}." if holders else ""
+    source = variable_source(cfg.filename, top) if cfg.filename else None
+    if source is not None and len(parts) > 1:
+        why = (f"is a variable of the config (set in '{source}'): '{top}=VALUE' replaces it "
+               "whole (the config is re-read with it), but a key inside it cannot be set")
+    else:
+        why = ("is a variable of the config whose value was already copied where it is used "
+               "when the file was parsed, so merging it would change nothing (load_config and "
+               "the seg-sparse commands re-read the config with a new value instead)")
+    return f"--cfg-options '{key}': '{top}' {why}.{hint}"
 
 
 def _may_add(parent: Mapping, key: str, is_top: bool) -> bool:
@@ -182,6 +216,13 @@ def _unknown_key_message(cfg: Config, key: str, parts: list[str], depth: int,
 
 
 def _all_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    for path, _ in _all_items(node, prefix):
+        yield path
+
+
+def _all_items(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every key and list item below ``node``, depth first (keys that
+    hold a dot themselves, e.g. paramwise_cfg's ``'.mask1.'``, are walked, not re-split)."""
     items: Any
     if isinstance(node, Mapping):
         items = node.items()
@@ -191,19 +232,12 @@ def _all_paths(node: Any, prefix: str = "") -> Iterator[str]:
         return
     for k, v in items:
         path = f"{prefix}.{k}" if prefix else str(k)
-        yield path
-        yield from _all_paths(v, path)
+        yield path, v
+        yield from _all_items(v, path)
 
 
 def _paths_with_value(cfg: Config, value: Any) -> list[str]:
-    out = []
-    for path in _all_paths(cfg._cfg_dict):
-        node: Any = cfg._cfg_dict
-        for part in path.split("."):
-            node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
-        if _same_value(node, value):
-            out.append(path)
-    return out
+    return [path for path, node in _all_items(cfg._cfg_dict) if _same_value(node, value)]
 
 
 def _same_value(a: Any, b: Any) -> bool:

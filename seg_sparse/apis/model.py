@@ -2,9 +2,10 @@
 
 mmengine loads test checkpoints with ``strict=False`` and only *warns* about missing or
 unexpected keys, so a checkpoint of another architecture silently evaluates a partly random
-model. :func:`check_checkpoint_matches` compares names and shapes first; :func:`load_weights`
-reads a checkpoint once (weights-only, through mmengine's loader, any source), checks it and
-loads it.
+model. :func:`check_checkpoint_matches` compares names and shapes first and refuses weights
+that are not finite (a diverged training's checkpoint, digest-valid, evaluates to a plausible
+looking but meaningless mIoU); :func:`load_weights` reads a checkpoint once (weights-only,
+through mmengine's loader, any source), checks it and loads it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+import torch
 from torch import nn
 
 from seg_sparse.errors import UserInputError
@@ -21,6 +23,10 @@ _WRAPPER_PREFIX = re.compile(r"^module\.")
 
 class CheckpointMismatchError(UserInputError, ValueError):
     """The checkpoint's state_dict does not match the model built from the config."""
+
+
+class NonFiniteWeightsError(UserInputError, ValueError):
+    """The checkpoint holds NaN or infinite weights or buffers."""
 
 
 def checkpoint_state_dict(path: str) -> Mapping:
@@ -39,13 +45,38 @@ def checkpoint_state_dict(path: str) -> Mapping:
 
 
 def check_checkpoint_matches(model: nn.Module, path: str, max_listed: int = 5) -> None:
-    """Raise :class:`CheckpointMismatchError` listing missing, unexpected and mismatched keys."""
+    """Raise :class:`CheckpointMismatchError` listing missing, unexpected and mismatched keys,
+    :class:`NonFiniteWeightsError` naming tensors that hold NaN or Inf."""
     check_state_dict_matches(model, checkpoint_state_dict(path), path, max_listed)
 
 
 def check_state_dict_matches(model: nn.Module, loaded: Mapping, path: str,
                              max_listed: int = 5) -> None:
     """:func:`check_checkpoint_matches` on an already loaded state dict (no second read)."""
+    _check_names_and_shapes(model, loaded, path, max_listed)
+    check_finite_weights(loaded, path, max_listed)
+
+
+def check_finite_weights(state: Mapping, path: str, max_listed: int = 5) -> None:
+    """Raise :class:`NonFiniteWeightsError` naming the tensors of ``state`` that hold NaN or
+    infinite values (floating-point tensors: weights and buffers alike)."""
+    bad = []
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                nan = int(torch.isnan(value).sum())
+                bad.append(f"{name} ({nan} NaN, {int((~finite).sum()) - nan} Inf)")
+    if bad:
+        more = f" (+{len(bad) - max_listed} more)" if len(bad) > max_listed else ""
+        raise NonFiniteWeightsError(
+            f"checkpoint '{path}' holds non-finite weights in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:max_listed])}{more}; the training that wrote it diverged or the "
+            "file was altered, and any metric computed with it would be meaningless")
+
+
+def _check_names_and_shapes(model: nn.Module, loaded: Mapping, path: str,
+                            max_listed: int) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(loaded))
     unexpected = sorted(set(loaded) - set(expected))

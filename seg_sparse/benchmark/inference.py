@@ -7,7 +7,9 @@
 
 A sampled decode head (``SparseFCNHead``) gets masks at the same density as the blocks in the
 ``segmentor`` rows, and its executed GFLOPs enter their FLOPs ratio; the dense twin's head is
-dense.
+dense. For a detector the parts are ``backbone`` and ``detector`` (the whole ``predict``: FPN,
+RPN, RoI head, NMS); its FLOPs are counted for the backbone only (the project's detection
+convention), so ``detector`` rows have no FLOPs ratio or realization.
 
 The three run in turn within each round (one process), medians over rounds, warm-up excluded.
 """
@@ -43,6 +45,7 @@ from .masks import (
 from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
 
 PARTS = ("backbone", "segmentor")
+DETECTION_PARTS = ("backbone", "detector")
 CHECKPOINT = "checkpoint"
 
 
@@ -60,8 +63,8 @@ class InferenceRow:
     gather_ms: float | None  # --crossover: every sampled layer gathered ('sparse')
     fullmap_ms: float | None  # --crossover: no layer gathered (full-map convs, masks applied)
     speedup: float
-    flops_ratio: float
-    realization: float
+    flops_ratio: float | None  # None: not counted (a detector's heads)
+    realization: float | None
     dense_peak_mb: float | None
     sparse_peak_mb: float | None
     device: str
@@ -74,8 +77,35 @@ class InferenceRow:
 def _forward(model: nn.Module, part: str, x: torch.Tensor) -> Callable[[], Any]:
     if part == "backbone":
         return lambda: model.backbone(x)
+    if part == "detector":
+        samples = detection_samples(x)
+        return lambda: model.predict(x, samples, rescale=False)
     metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]))]
     return lambda: model.encode_decode(x, metas)
+
+
+def detection_samples(x: torch.Tensor) -> list:
+    """One ``DetDataSample`` per image of ``x`` with the metainfo mmdet's ``predict`` reads."""
+    from mmdet.structures import DetDataSample
+
+    shape = tuple(x.shape[-2:])
+    return [DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                        batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+            for _ in range(x.shape[0])]
+
+
+def is_detector(model: nn.Module) -> bool:
+    """An mmdet detector (it has no decode head; seg_sparse's detectors have an RPN)."""
+    return getattr(model, "decode_head", None) is None and hasattr(model, "rpn_head")
+
+
+def _profile(model: nn.Module, shape: tuple[int, int]) -> FlopsReport:
+    """The FLOPs profile: the whole segmentor, or a detector's backbone (shapes only)."""
+    if is_detector(model):
+        from seg_sparse.flops.meta import count_flops_on_meta
+
+        return count_flops_on_meta(model.backbone, shape)
+    return count_flops(model, shape)
 
 
 def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
@@ -98,8 +128,10 @@ def _runner(model: nn.Module, part: str, x: torch.Tensor, masks: Masks | None,
 
 
 def _flops_ratio(profile: FlopsReport, masks: Masks, part: str,
-                 head: dict[str, float] | None = None) -> float:
+                 head: dict[str, float] | None = None) -> float | None:
     report = profile.with_densities(mean_densities(masks), head)
+    if part == "detector":
+        return None  # FPN and heads are not counted
     if part == "backbone":
         return report.backbone_sparse / report.backbone_dense
     return report.total_sparse / report.total_dense
@@ -177,7 +209,7 @@ def benchmark_inference(
             else:
                 x = torch.randn(1, 3, h, w, device=device)
             mask_sets = _mask_sets(sparse_model, x, densities, image is not None)
-            profile = count_flops(sparse_model, (h, w))  # once per size; densities below
+            profile = _profile(sparse_model, (h, w))  # once per size; densities below
             for part in parts:
                 fns = _runs(sparse_model, dense_model, part, x, mask_sets, crossover)
                 peaks = {name: _mb(peak_memory_bytes(fns[name], device)) if memory else None
@@ -198,7 +230,8 @@ def benchmark_inference(
                 dense_ms=ms["dense"], masked_ms=ms[f"masked@{key}"],
                 sparse_ms=ms[f"sparse@{key}"], gather_ms=ms.get(f"gather@{key}"),
                 fullmap_ms=ms.get(f"fullmap@{key}"), speedup=speedup, flops_ratio=ratio,
-                realization=speedup * ratio, dense_peak_mb=peaks["dense"],
+                realization=None if ratio is None else speedup * ratio,
+                dense_peak_mb=peaks["dense"],
                 sparse_peak_mb=peaks[f"sparse@{key}"], device=str(device), threads=threads,
             ))
     return rows

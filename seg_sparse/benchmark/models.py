@@ -1,4 +1,5 @@
-"""The models ``seg-sparse bench`` compares: a sampling model and its dense twin."""
+"""The models ``seg-sparse bench`` compares: a sampling model and its dense twin (segmentors
+and detectors alike)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class BenchModels:
     dense_train: nn.Module | None
     num_classes: int
     label: str
+    task: str = "segmentation"  # or "detection" (seg_sparse.tasks)
 
 
 def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | None,
@@ -30,6 +32,7 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     import os.path as osp
 
     from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
+    from seg_sparse.tasks import config_task, is_detection
 
     cfg = load_config(config, cfg_options)
     backbone_cfg = cfg.model.get("backbone", {})
@@ -54,9 +57,10 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     sparse, dense = sparse.to(device).eval(), dense.to(device).eval()
     sparse_train = copy.deepcopy(sparse).train() if with_training else None
     dense_train = copy.deepcopy(dense).train() if with_training else None
-    return BenchModels(sparse, dense, sparse_train, dense_train,
-                       int(cfg.model.decode_head.num_classes),
-                       osp.splitext(osp.basename(config))[0])
+    num_classes = (cfg.model.roi_head.bbox_head.num_classes if is_detection(cfg)
+                   else cfg.model.decode_head.num_classes)
+    return BenchModels(sparse, dense, sparse_train, dense_train, int(num_classes),
+                       osp.splitext(osp.basename(config))[0], config_task(cfg))
 
 
 def preprocess_image(model: nn.Module, path: str) -> torch.Tensor:

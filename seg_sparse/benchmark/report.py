@@ -53,8 +53,10 @@ def format_inference(rows: Sequence[InferenceRow]) -> str:
         body.append([
             r.input, r.part, r.density if isinstance(r.density, str) else f"{r.density:.2f}",
             f"{r.mean_density:.3f}", f"{r.dense_ms:.1f}", f"{r.masked_ms:.1f}",
-            f"{r.sparse_ms:.1f}", *gather, f"{r.speedup:.2f}x", f"{r.flops_ratio:.3f}",
-            f"{r.realization:.2f}", _mb(r.dense_peak_mb), _mb(r.sparse_peak_mb)])
+            f"{r.sparse_ms:.1f}", *gather, f"{r.speedup:.2f}x",
+            "-" if r.flops_ratio is None else f"{r.flops_ratio:.3f}",
+            "-" if r.realization is None else f"{r.realization:.2f}",
+            _mb(r.dense_peak_mb), _mb(r.sparse_peak_mb)])
     return table(header, body)
 
 

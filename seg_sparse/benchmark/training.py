@@ -1,7 +1,8 @@
 """Training-step rows of ``seg-sparse bench --train``: the sampling model vs its dense twin.
 
 One step = forward with the losses, backward, SGD update, at a fixed crop and batch, on
-random images and labels; the two models alternate in one process, medians over rounds.
+random images and labels (label maps for a segmentor, three random boxes per image for a
+detector); the two models alternate in one process, medians over rounds.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class TrainingRow:
 
 
 def _batch(crop: tuple[int, int], batch: int, num_classes: int,
-           device: torch.device) -> tuple[torch.Tensor, list]:
+           device: torch.device, task: str = "segmentation") -> tuple[torch.Tensor, list]:
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(batch, 3, *crop, generator=generator).to(device)
+    if task == "detection":
+        return inputs, _detection_samples(crop, batch, num_classes, generator, device)
     samples = []
     for _ in range(batch):
         sample = SegDataSample()
@@ -57,9 +60,29 @@ def _batch(crop: tuple[int, int], batch: int, num_classes: int,
     return inputs, samples
 
 
+def _detection_samples(crop: tuple[int, int], batch: int, num_classes: int,
+                       generator: torch.Generator, device: torch.device) -> list:
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    h, w = crop
+    samples = []
+    for _ in range(batch):
+        corners = torch.rand(3, 2, 2, generator=generator) * torch.tensor([w, h])
+        low, high = corners.min(1).values, corners.max(1).values + 8
+        boxes = torch.cat([low, torch.minimum(high, torch.tensor([w, h]))], 1)
+        sample = DetDataSample(metainfo=dict(img_shape=crop, ori_shape=crop, pad_shape=crop,
+                                             batch_input_shape=crop, scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=boxes.to(device),
+            labels=torch.randint(0, num_classes, (3,), generator=generator).to(device))
+        samples.append(sample)
+    return samples
+
+
 def training_step(model: nn.Module, inputs: torch.Tensor, samples: list,
                   lr: float = 0.01) -> Callable[[], None]:
-    """A closure running one SGD step of ``model`` (mmseg segmentor) on the batch."""
+    """A closure running one SGD step of ``model`` (mmseg segmentor or mmdet detector)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
 
     def step() -> None:
@@ -79,10 +102,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def benchmark_training(
     sparse_model: nn.Module, dense_model: nn.Module, crop: tuple[int, int], batch: int,
     num_classes: int, label: str, repeats: int = 3, warmup: int = 1, memory: bool = True,
+    task: str = "segmentation",
 ) -> TrainingRow:
     """Median step time and peak memory of both models."""
     device = next(sparse_model.parameters()).device
-    inputs, samples = _batch(crop, batch, num_classes, device)
+    inputs, samples = _batch(crop, batch, num_classes, device, task)
     steps = {"dense": training_step(dense_model, inputs, samples),
              "sparse": training_step(sparse_model, inputs, samples)}
     peaks: dict[str, int | None] = {k: None for k in steps}

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
-
 from seg_sparse.fileio import check_writable_dir
 
-from .common import CommandError
+from .common import CommandError, ConfigOptionsAction
 
 
 def add_model_options(parser: argparse.ArgumentParser, num_images: bool = True) -> None:
@@ -21,7 +19,7 @@ def add_model_options(parser: argparse.ArgumentParser, num_images: bool = True) 
         parser.add_argument("--num-images", type=int, metavar="N",
                             help="evaluate on the first N validation images (default: all)")
     parser.add_argument("--data-root", help="dataset root of the validation dataloader")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, metavar="KEY=VALUE",
                         help="override config keys (checked like `seg-sparse test`), e.g. "
                         "model.backbone.sampler=deterministic to test with p >= 0.5 masks")
     parser.add_argument("--trust-checkpoint", action="store_true",

@@ -5,13 +5,16 @@ Builds the config's sampling model and its dense twin with the same weights (ran
 (warm-up excluded): the dense twin on its fastest path, the sampling model computing densely
 and masking ("masked", the training path), and the sampling model computing only where it
 sampled ("sparse", execution='auto'). Masks have exact densities (grid prior included) and,
-with ``--checkpoint``, also the checkpoint's own masks on ``--image``. Reports per input size,
-part (backbone / whole segmentor) and density: times, speedup (dense / sparse), the FLOPs ratio
+with ``--checkpoint`` (a file or a URL, read by the weights-only loader), also the checkpoint's
+own masks on ``--image``. Reports per input size, part (backbone / whole segmentor, or for a
+detection config backbone / whole detector) and density: times, speedup (dense / sparse), the
+FLOPs ratio
 (executed / dense GFLOPs of the project's counter), the realization (speedup x FLOPs ratio:
 1.0 turns every saved FLOP into time) and peak memory. A config whose decode head samples
 too (``SparseFCNHead``) gets head masks at the same density, and its segmentor rows include
-the head (its dense twin's head computes densely). ``--train`` adds a training step of both
-models. A benchmark, not a test: run it on an otherwise idle machine.
+the head (its dense twin's head computes densely). Detection FLOPs are the backbone's (the
+paper's convention): whole-detector rows have no FLOPs ratio. ``--train`` adds a training step
+of both models. A benchmark, not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import os
 import os.path as osp
 from typing import Any
 
-from mmengine.config import DictAction
+from seg_sparse.fileio import check_input_file
 
-from .common import CommandError, DeprecatedAlias
+from .common import CommandError, ConfigOptionsAction, DeprecatedAlias
 
 NAME = "bench"
 DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
@@ -44,6 +47,10 @@ EPILOG = """examples:
   seg-sparse bench \
       configs/sparse_fcn/sparse-fcn-sparsehead_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \
       --inputs 512x1024 --parts segmentor --densities 1.0 0.5 0.3 --threads 2
+  # a detection config: the backbone and the whole detector (predict: FPN, RPN, RoI head, NMS)
+  seg-sparse bench \
+      configs/sparse_faster_rcnn/sparse-faster-rcnn_r101-dcn_fpn_8xb1-1x_coco_w0.1.py \
+      --inputs 800x1344 --densities 1.0 0.5 0.3 --repeats 3
   # on a GPU
   seg-sparse bench --device cuda --quick
   # on a GPU, the backends side by side (masked / compiled / Triton / CUDA graph / auto)
@@ -91,16 +98,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("config", nargs="?", help="sampling model config (default: the "
                         f"paper's model, configs/{DEFAULT_CONFIG})")
-    parser.add_argument("--checkpoint", help="trained weights (default: random weights; the "
-                        "speed of a path does not depend on the weights' values)")
+    parser.add_argument("--checkpoint", help="trained weights, a file or a URL (default: "
+                        "random weights; the speed of a path does not depend on the weights' "
+                        "values)")
     parser.add_argument("--image", help="with --checkpoint: also time the checkpoint's own "
                         "masks on this image")
     parser.add_argument("--inputs", nargs="+", type=_size, metavar="HxW",
                         help="network input sizes (default: 512x1024 1024x2048)")
     parser.add_argument("--densities", nargs="+", type=_density, metavar="D",
                         help="mask densities (default: 1.0 0.75 0.5 0.3 0.15)")
-    parser.add_argument("--parts", nargs="+", choices=("backbone", "segmentor"),
-                        default=["backbone", "segmentor"], help="what to time")
+    parser.add_argument("--parts", nargs="+", choices=("backbone", "segmentor", "detector"),
+                        help="what to time (default: backbone and the whole model: segmentor, "
+                        "or detector for a detection config)")
     parser.add_argument("--repeats", type=_positive, default=5,
                         help="timed rounds per configuration; medians are reported (default 5)")
     parser.add_argument("--warmup", type=int, default=0,
@@ -136,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         replacement="--out-json")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint (unpickling can run code)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, metavar="KEY=VALUE",
                         help="override config keys (checked, as for train/test)")
     return parser
 
@@ -169,15 +178,17 @@ def run(args: argparse.Namespace) -> int:
     if args.image and args.backends:
         raise CommandError("--image is not supported with --backends (exact-density masks "
                            "only)")
-    if args.image and not osp.isfile(args.image):
-        raise CommandError(f"image '{args.image}' does not exist")
+    if args.image:
+        check_input_file(args.image, "image")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = _settings(args)
     args.train = args.train or args.train_only
-    models = _build_models(args, _config_path(args))
+    config = _config_path(args)
+    parts = _parts(args.parts, config, args.cfg_options)
+    models = _build_models(args, config)
     print(machine_line(args.device))
     rows: list[dict[str, Any]] = []
     if args.backends and not args.train_only:
@@ -186,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         image = _load_image(models.sparse, args.image) if args.image else None
         inference = benchmark_inference(
             models.sparse, models.dense, settings["inputs"], settings["densities"],
-            args.parts, settings["repeats"], args.warmup, image=image,
+            parts, settings["repeats"], args.warmup, image=image,
             memory=not args.no_memory, crossover=args.crossover)
         print(format_inference(inference))
         rows += [r.to_dict() for r in inference]
@@ -194,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         training = benchmark_training(
             models.sparse_train, models.dense_train, args.train_crop, args.train_batch,
             models.num_classes, models.label, repeats=settings["repeats"],
-            warmup=args.warmup, memory=not args.no_memory)
+            warmup=args.warmup, memory=not args.no_memory, task=models.task)
         print(format_training([training]))
         rows.append(training.to_dict())
     if args.out_json:
@@ -205,13 +216,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parts(requested: list[str] | None, config: str, cfg_options: dict | None) -> list[str]:
+    """The parts to time, checked against the config's task (before any model is built)."""
+    from seg_sparse.apis import load_config
+    from seg_sparse.benchmark.inference import DETECTION_PARTS, PARTS
+    from seg_sparse.tasks import is_detection
+
+    detection = is_detection(load_config(config, cfg_options))
+    allowed = DETECTION_PARTS if detection else PARTS
+    parts = list(requested or allowed)
+    wrong = [p for p in parts if p not in allowed]
+    if wrong:
+        task = "detection" if detection else "segmentation"
+        raise CommandError(f"--parts {' '.join(wrong)}: '{config}' is a {task} config; its "
+                           f"parts are {' and '.join(allowed)}")
+    return parts
+
+
 def _build_models(args: argparse.Namespace, config: str):
     from seg_sparse.benchmark.models import build_bench_models
 
-    if not osp.isfile(config):
-        raise CommandError(f"config file '{config}' does not exist")
-    if args.checkpoint and not osp.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    check_input_file(config, "config file")
+    if args.checkpoint and "://" not in args.checkpoint:  # URLs: the weights-only loader
+        check_input_file(args.checkpoint, "checkpoint")
     return build_bench_models(config, args.checkpoint, args.cfg_options, args.device,
                               args.trust_checkpoint, with_training=args.train or args.train_only)
 

@@ -15,19 +15,31 @@ import sys
 from mmengine.config import Config, DictAction
 
 from seg_sparse.apis import load_config
+from seg_sparse.engine.distributed import CPU_DIST_TIMEOUT_S  # noqa: F401  (re-exported)
 from seg_sparse.errors import UserInputError
 from seg_sparse.fileio import check_writable_dir
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
-#: Seconds a CPU (gloo) rank waits for the others in a collective before it fails, instead of
-#: gloo's 30 minutes: a crashed or hung rank ends the run soon. Long waits are legitimate only
-#: when one rank works alone (e.g. the official Cityscapes evaluation on rank 0); raise it with
-#: --cfg-options +env_cfg.dist_cfg.timeout=SECONDS.
-CPU_DIST_TIMEOUT_S = 600
 
 
 class CommandError(UserInputError, RuntimeError):
     """A usage problem detected by the CLI itself (printed without a traceback)."""
+
+
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``KEY=VALUE`` pairs, values parsed as Python literals) that
+    names a pair without ``=VALUE`` or without a key instead of failing with a traceback."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        for pair in values or []:
+            key, sep, _ = pair.partition("=")
+            if not sep:
+                raise argparse.ArgumentError(
+                    self, f"'{pair}' has no '=VALUE': write KEY=VALUE, e.g. "
+                    "train_cfg.max_iters=2")
+            if not key:
+                raise argparse.ArgumentError(self, f"'{pair}' has no key before '='")
+        super().__call__(parser, namespace, values, option_string)
 
 
 class DeprecatedAlias(argparse.Action):
@@ -62,11 +74,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
+        action=ConfigOptionsAction,
         metavar="KEY=VALUE",
         help="override config keys, e.g. train_cfg.max_iters=2 "
-        "'model.backbone.dilations=(1,1,2,4)'. Unknown keys are an error with suggestions; "
-        "prefix a key with '+' to add a new one on purpose (+env_cfg.dist_cfg.timeout=1800)",
+        "'model.backbone.dilations=(1,1,2,4)'; a top-level variable (max_iters=5) re-reads the "
+        "config with it. Unknown keys are an error with suggestions; prefix a key with '+' to "
+        "add a new one on purpose (+env_cfg.dist_cfg.timeout=1800)",
     )
     parser.add_argument(
         "--launcher",
@@ -95,44 +108,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def setup_launcher(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on CPU: gloo backend with a :data:`CPU_DIST_TIMEOUT_S`
-    default timeout, and a CPU-capable DDP wrapper.
+    """Make ``--launcher pytorch`` work on CPU (gloo, a short timeout, a CPU DDP wrapper):
+    :func:`seg_sparse.engine.distributed.setup_cpu_distributed`."""
+    from seg_sparse.engine.distributed import setup_cpu_distributed
 
-    mmengine's own init calls ``torch.cuda.set_device`` (fails without a GPU) and wraps the
-    model with ``device_ids=[LOCAL_RANK]`` (refused by DDP for CPU modules), so on CPU the
-    process group is initialised here and seg_sparse's CPU-compatible wrapper is selected.
-    """
-    import torch
-
-    if cfg.launcher == "none" or torch.cuda.is_available():
-        return
-    if cfg.launcher != "pytorch":
-        raise CommandError(
-            f"--launcher {cfg.launcher} needs GPUs; on a CPU-only machine use torchrun with "
-            "--launcher pytorch (gloo backend)."
-        )
-    import torch.distributed as dist
-
-    env_cfg = cfg.setdefault("env_cfg", {})
-    dist_cfg = dict(env_cfg.get("dist_cfg") or {})
-    dist_cfg["backend"] = "gloo"
-    dist_cfg.setdefault("timeout", CPU_DIST_TIMEOUT_S)
-    env_cfg["dist_cfg"] = dist_cfg
-    if "RANK" not in os.environ:
-        raise CommandError("--launcher pytorch expects to be started by torchrun "
-                           "(RANK/WORLD_SIZE/MASTER_ADDR are not set)")
-    if not dist.is_initialized():
-        from datetime import timedelta
-
-        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
-        kwargs["timeout"] = timedelta(seconds=kwargs["timeout"])
-        dist.init_process_group(backend="gloo", **kwargs)
-    if cfg.get("model_wrapper_cfg") is None:
-        cfg.model_wrapper_cfg = dict(
-            type="CPUCompatibleDistributedDataParallel",
-            broadcast_buffers=False,
-            find_unused_parameters=cfg.get("find_unused_parameters", False),
-        )
+    setup_cpu_distributed(cfg)
 
 
 def build_runner(cfg: Config):

@@ -15,13 +15,13 @@ import argparse
 import os.path as osp
 from typing import Any
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from seg_sparse.analysis.loading import evaluate_on_val_images
 from seg_sparse.apis import build_eval_model, load_config, load_weights
-from seg_sparse.fileio import check_writable_dir
+from seg_sparse.fileio import check_input_file, check_writable_dir
 
-from .common import CommandError
+from .common import CommandError, ConfigOptionsAction
 
 NAME = "flops"
 OUTPUT_FILE = "flops.json"
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint that needs more than plain data "
                         "to unpickle (unpickling an untrusted file can run code)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, metavar="KEY=VALUE",
                         help="override config keys (checked like `seg-sparse test`)")
     return parser
 
@@ -77,9 +77,8 @@ def eval_input_shape(cfg: Config) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.checkpoint is not None and "://" not in args.checkpoint and \
-            not osp.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    if args.checkpoint is not None and "://" not in args.checkpoint:
+        check_input_file(args.checkpoint, "checkpoint")
     if args.num_images < 1:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
     if args.shape is not None and min(args.shape) < 1:
@@ -107,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
         name = measured["metric"]
         extra_rows[f"{name} ({measured['num_images']} images)"] = measured[name]
     result.update(report.to_dict())
+    detection = result["task"] == "detection"
     title = ("Backbone GFLOPs (multiply-accumulates / 1e9; detection: FPN and heads not counted)"
-             if result["task"] == "detection" else None)
-    print(report.format_table(title=title, extra_rows=extra_rows))
+             if detection else None)
+    print(report.format_table(title=title, extra_rows=extra_rows, backbone_only=detection))
 
     from seg_sparse.analysis.output import write_json
 

@@ -66,28 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_argv = argv[argv.index(args.command) + 1:]
+    from seg_sparse.errors import RunFailure
+
     try:
         code = int(args._run(args) or 0)
-    except _user_errors() as err:
+    except (*_user_errors(), RunFailure) as err:
         if os.environ.get("SEG_SPARSE_DEBUG") == "1":
             raise
         print(f"seg-sparse {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    _close_process_group()
+        return 1 if isinstance(err, RunFailure) else 2
+    from seg_sparse.engine.distributed import close_process_group
+
+    close_process_group()
     return code
-
-
-def _close_process_group() -> None:
-    """Tear down a torchrun process group before exit.
-
-    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and
-    a rank can abort ("terminate called without an active exception") after a finished run.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

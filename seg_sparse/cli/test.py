@@ -20,6 +20,8 @@ import math
 import os.path as osp
 from typing import Any
 
+from seg_sparse.fileio import check_dir_creatable, check_input_file
+
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
 NAME = "test"
@@ -101,12 +103,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    if "://" not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
+    if "://" not in args.checkpoint:
+        check_input_file(args.checkpoint, "checkpoint")
+    for folder in output_folders(args):  # written after the evaluation: refuse them first
+        check_dir_creatable(folder)
     from seg_sparse.compat import legacy_checkpoints_trusted
 
     with legacy_checkpoints_trusted(args.trust_checkpoint):  # this command only
         return evaluate(args)
+
+
+def output_folders(args: argparse.Namespace) -> list[str]:
+    """The folders outside the work dir the outputs go to: --out (a folder, or a .pkl file's
+    folder) and --submission-dir (--show-dir lies inside the work dir, checked with it)."""
+    folders = [args.submission_dir]
+    if args.out:
+        pickle = args.out.endswith((".pkl", ".pickle"))
+        folders.append(osp.dirname(osp.abspath(args.out)) if pickle else args.out)
+    return [f for f in folders if f]
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -1,13 +1,15 @@
 """``seg-sparse train CONFIG``: mmseg's ``tools/train.py`` as a subcommand.
 
 Thin over mmengine's Runner; adds checked ``--cfg-options``, ``--data-root``, CPU-aware
-``--launcher pytorch`` and a clear refusal of ``--amp`` without CUDA.
+``--launcher pytorch``, a clear refusal of ``--amp`` without CUDA and of a second training on
+a work dir that one is using (:mod:`seg_sparse.engine.work_dir_lock`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
 
@@ -58,8 +60,23 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume:
         cfg.resume = True
         cfg.load_from = args.resume
-    runner = build_runner(cfg)
-    runner.train()
+    from seg_sparse.engine.distributed import (
+        dist_timeout_s,
+        reported_unresponsive_ranks,
+        start_heartbeat,
+    )
+    from seg_sparse.engine.work_dir_lock import acquire_work_dir_lock, release_work_dir_lock
+
+    # before the Runner writes its config dump and logs into the work dir (rank 0 only)
+    locked = int(os.environ.get("RANK", "0")) == 0 and acquire_work_dir_lock(cfg.work_dir)
+    try:
+        runner = build_runner(cfg)
+        start_heartbeat()  # every rank; names a rank that stops responding if the run fails
+        with reported_unresponsive_ranks(dist_timeout_s(cfg)):
+            runner.train()
+    finally:
+        if locked:
+            release_work_dir_lock(cfg.work_dir)
     return 0
 
 

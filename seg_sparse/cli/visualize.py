@@ -53,21 +53,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="only the first N images of IMAGE_OR_DIR (sorted by path)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the stochastic masks (default 0)")
+    parser.add_argument("--score-thr", type=float, default=None, metavar="S",
+                        help="detection configs: draw the detections scoring at least S "
+                        "(default 0.3, mmdet's visualizer default)")
     add_model_options(parser, num_images=False)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from seg_sparse.analysis.visualize import find_images, visualize_images
+    from seg_sparse.analysis.visualize import describe_boxes, find_images, visualize_images
 
     if args.num_images is not None and args.num_images < 1:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")
     images = find_images(args.image)[: args.num_images]
+    from seg_sparse.visualization.detections import SCORE_THRESHOLD
+
+    score_thr = SCORE_THRESHOLD if args.score_thr is None else args.score_thr
+    if not 0.0 <= score_thr <= 1.0:
+        raise CommandError(f"--score-thr must lie in [0, 1], got {score_thr}")
     loaded = load(args, args.config, args.checkpoint)
     blocks = "all" if args.blocks == ["all"] else args.blocks
     try:
         figures = visualize_images(loaded, images, out_dir(args), blocks, args.compare_block,
-                                   args.seed)
+                                   args.seed, score_threshold=score_thr)
     except ValueError as err:
         if err.__class__ is not ValueError:  # DataDecodeError etc. are reported as they are
             raise
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         shown = ", ".join([f"{n} {100 * (d1 + d2) / 2:.0f}%" for n, (d1, d2) in
                            fig.densities.items()]
                           + [f"head {n} {100 * d:.0f}%" for n, d in fig.head_densities.items()])
-        print(f"{fig.image}: mean density {shown}")
+        boxes = "" if fig.boxes is None else f"; {describe_boxes(fig.boxes)}"
+        print(f"{fig.image}: mean density {shown}{boxes}")
     report_written([p for fig in figures for p in (fig.masks_png, fig.comparison_png)])
     return 0

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from seg_sparse.errors import UserInputError, one_line
+from seg_sparse.fileio import InputFileError
 
 TRUST_ENV_VAR = "SEG_SPARSE_TRUST_CHECKPOINTS"
 TRUST_CLI_FLAG = "--trust-checkpoint"
@@ -120,8 +121,10 @@ def load_checkpoint_safely(path: str | os.PathLike, map_location: Any = "cpu",
     """
     path = os.path.expanduser(os.fspath(path))
     name = source or path
+    if os.path.isdir(path):
+        raise InputFileError(f"checkpoint '{name}' is a directory, not a file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint '{name}' does not exist")
+        raise InputFileError(f"checkpoint '{name}' does not exist")
     if os.path.getsize(path) == 0:
         raise CorruptCheckpointError(f"checkpoint '{name}' is empty (0 bytes)")
     return _load(lambda: path, name, map_location)

@@ -3,12 +3,13 @@
 mmseg's ``CityscapesDataset`` silently yields an empty dataset when ``data_root`` or a split
 folder is missing, which later surfaces as an obscure sampler error (or, worse, a run on
 another split). This subclass checks the folders and the pairing of images and labels up front,
-and reads every image's and label map's header (sizes only, nothing is decoded: well under a
-second for Cityscapes' 500 val images) so that an empty or unreadable file, or an image whose
-size differs from its label map, stops the run before it starts, naming the files. Its
-pipeline's ``LoadImageFromFile`` and ``LoadAnnotations`` steps run as the checked loaders
-(:mod:`.transforms`): a file that does not decode, a label value that is not a class of the
-dataset, or a label map of another size than its image is named when it is loaded.
+and reads every image's and label map's header (sizes and channels only, nothing is decoded:
+well under a second for Cityscapes' 500 val images) so that an empty or unreadable file, an
+image whose size differs from its label map, or a colour (RGB) label map stops the run before
+it starts, naming the files. Its pipeline's ``LoadImageFromFile`` and ``LoadAnnotations`` steps
+run as the checked loaders (:mod:`.transforms`): a file that does not decode, a label value that
+is not a class of the dataset, a colour label map, or a label map of another size than its
+image is named when it is loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .transforms import (
     CheckedLoadImageFromFile,
     check_same_size,
     image_size,
+    label_map_size,
     with_checked_loading,
 )
 
@@ -80,5 +82,5 @@ class CheckedCityscapesDataset(CityscapesDataset):
             size = image_size(item["img_path"])
             if ann_dir:
                 check_same_size(item["img_path"], size, item["seg_map_path"],
-                                image_size(item["seg_map_path"], "label map"))
+                                label_map_size(item["seg_map_path"]))
         return data_list

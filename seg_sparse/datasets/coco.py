@@ -15,7 +15,16 @@ and meet a missing image only when the data loader reaches it mid-training.
 
 Boxes of non-positive width or height are *skipped with a warning* (counted, first ids named):
 mmdet skips them too, and real annotation files contain a few. :class:`CheckedCocoDataset`
-runs the check and also refuses images listed in the file but missing on disk.
+runs the check and also refuses
+
+* images listed in the file but missing on disk;
+* a file whose categories do not match the config's classes (:func:`check_categories`): mmdet
+  maps category ids to labels by name, in the file's order, so 5 synthetic classes under the
+  80-class COCO configs silently become other classes;
+* a training file without annotations, or without any image left to train on.
+
+A validation file without annotations is refused by ``SparseCocoMetric`` (COCO mAP would be -1)
+unless the metric only writes detections (``format_only``).
 """
 
 from __future__ import annotations
@@ -143,17 +152,61 @@ def check_coco_annotations(path: str, require_annotations: bool = True) -> dict[
                   f"non-positive width or height (annotation ids {listed}{more})",
                   logger="current", level=logging.WARNING)
     return {"images": len(image_ids), "categories": len(category_ids),
+            "category_names": [c["name"] for c in data["categories"]],
             "annotations": len(annotations), "skipped_boxes": degenerate}
+
+
+def check_categories(path: str, file_names: Sequence[str], classes: Sequence[str],
+                     subset: bool = False) -> None:
+    """Raise :class:`BadAnnotationError` unless label i of the dataset will be ``classes[i]``.
+
+    mmdet's ``CocoDataset`` keeps the file's categories whose name is one of ``classes`` and
+    numbers them in the file's order. So every class must be a category of the file, once, in
+    the same order; a category the classes do not name is refused too, unless ``subset`` (the
+    config chose its classes on purpose: their annotations are then left out)."""
+    classes = list(classes)
+    missing = [c for c in classes if c not in file_names]
+    twice = sorted({n for n in file_names if file_names.count(n) > 1 and n in classes})
+    extra = [] if subset else [n for n in file_names if n not in classes]
+    kept = [n for n in file_names if n in classes]
+    problems = []
+    if missing:
+        problems.append(f"classes of the config missing from the file: {_listed(missing)}")
+    if extra:
+        problems.append(f"categories of the file that are not classes of the config: "
+                        f"{_listed(extra)}")
+    if twice:
+        problems.append(f"category names used more than once: {_listed(twice)}")
+    if not problems and kept != classes:
+        problems.append(f"the file lists the classes in another order: {_listed(kept)}")
+    if problems:
+        raise BadAnnotationError(
+            f"annotation file '{path}' does not match the config's {len(classes)} classes "
+            f"({len(file_names)} categories in the file): " + "; ".join(problems) + ". mmdet "
+            "maps categories to labels by name in the file's order, so the boxes would be "
+            "mislabelled. Use a config made for this data (synthetic scenes from `seg-sparse "
+            "gen-coco`: configs/cpu/*synthcoco*.py), or set the dataset's metainfo classes "
+            "and the heads' num_classes to the file's categories.")
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"[{shown}{f', ... ({len(names)} in all)' if len(names) > limit else ''}]"
 
 
 @DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` (same arguments) that checks the annotation file
-    (:func:`check_coco_annotations`) and that every listed image exists on disk, and builds
-    its pipeline's ``LoadImageFromFile`` as :class:`CheckedLoadImageFromFile`."""
+    (:func:`check_coco_annotations`), that its categories are the config's classes
+    (:func:`check_categories`), that a training file has something to train on, and that every
+    listed image exists on disk, and builds its pipeline's ``LoadImageFromFile`` as
+    :class:`CheckedLoadImageFromFile`."""
 
-    def __init__(self, pipeline: Sequence[Any] = (), **kwargs: Any) -> None:
-        super().__init__(pipeline=[], **kwargs)
+    def __init__(self, pipeline: Sequence[Any] = (), metainfo: Mapping | None = None,
+                 **kwargs: Any) -> None:
+        # classes given by the config (not mmdet's 80 defaults) may be a chosen subset
+        self._classes_chosen = bool(metainfo) and "classes" in metainfo
+        super().__init__(pipeline=[], metainfo=metainfo, **kwargs)
         self.pipeline = Compose(with_checked_loading(
             pipeline, {"LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
 
@@ -162,11 +215,18 @@ class CheckedCocoDataset(CocoDataset):
             raise FileNotFoundError(
                 f"COCO data_root '{self.data_root}' does not exist. Expected "
                 "<root>/annotations/instances_{train,val}2017.json and <root>/{train,val}2017/ "
-                "(README: Detection); generate synthetic data with `seg-sparse gen-coco "
-                f"{self.data_root}` or pass `--data-root DIR`.")
+                f"(docs/detection.md, Data); {self._data_hint()}, or pass `--data-root DIR`.")
         local = self.backend_args is None
         if local:
-            check_coco_annotations(self.ann_file, require_annotations=not self.test_mode)
+            summary = check_coco_annotations(self.ann_file,
+                                             require_annotations=not self.test_mode)
+            check_categories(self.ann_file, summary["category_names"],
+                             self.metainfo["classes"], subset=self._classes_chosen)
+            if not self.test_mode and not summary["annotations"]:
+                raise BadAnnotationError(
+                    f"annotation file '{self.ann_file}' has no annotations: there is nothing "
+                    "to train on (a training file needs boxes; image-info files are for "
+                    "testing)")
         data_list = super().load_data_list()
         if local:
             missing = [d["img_path"] for d in data_list if not osp.isfile(d["img_path"])]
@@ -175,3 +235,21 @@ class CheckedCocoDataset(CocoDataset):
                     f"{len(missing)} image(s) listed in '{self.ann_file}' are missing on disk, "
                     f"e.g. '{missing[0]}' (image folder '{self.data_prefix.get('img')}')")
         return data_list
+
+    def filter_data(self) -> list[dict]:
+        kept = super().filter_data()
+        if not self.test_mode and not kept:
+            raise BadAnnotationError(
+                f"annotation file '{self.ann_file}': no image is left to train on after "
+                f"mmdet's filter (filter_cfg={self.filter_cfg}: images without a box of the "
+                "config's classes, or smaller than min_size, are dropped)")
+        return kept
+
+    def _data_hint(self) -> str:
+        from seg_sparse.data.synthetic_coco import CLASSES
+
+        if tuple(self.metainfo["classes"]) == CLASSES:
+            return f"generate synthetic scenes with `seg-sparse gen-coco {self.data_root}`"
+        return (f"this config's {len(self.metainfo['classes'])} classes need COCO 2017 (or a "
+                "dataset with the same categories); synthetic scenes (`seg-sparse gen-coco`) "
+                "have 5 classes and go with configs/cpu/*synthcoco*.py")

@@ -46,6 +46,20 @@ class SizeMismatchError(BadDataError):
 def image_size(path: str, what: str = "image") -> tuple[int, int]:
     """(H, W) from the file's header (cheap: nothing is decoded); DataDecodeError naming the
     file when it is empty or not an image."""
+    return _header(path, what)[:2]
+
+
+def label_map_size(path: str) -> tuple[int, int]:
+    """(H, W) of a label map from its header; also :class:`InvalidLabelError` when it has more
+    than one channel (a colour image such as ``*_gtFine_color.png`` instead of class ids)."""
+    height, width, bands = _header(path, "label map")
+    if len(bands) > 1:
+        raise InvalidLabelError(_multichannel_message(path, len(bands), "".join(bands)))
+    return height, width
+
+
+def _header(path: str, what: str) -> tuple[int, int, tuple[str, ...]]:
+    """(H, W, band names) from the file's header, nothing decoded."""
     from PIL import Image, UnidentifiedImageError
 
     if os.path.getsize(path) == 0:
@@ -53,9 +67,16 @@ def image_size(path: str, what: str = "image") -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
+            bands = image.getbands()
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataDecodeError(f"cannot decode {what} '{path}': {err}") from err
-    return height, width
+    return height, width, tuple(bands)
+
+
+def _multichannel_message(path: str, count: int, names: str) -> str:
+    return (f"label map '{path}' has {count} channels ({names}); a label map must be "
+            "a single-channel image of class ids (Cityscapes: *_gtFine_labelTrainIds.png), not "
+            "a colour image such as *_gtFine_color.png")
 
 
 def check_same_size(image_path: str, image_hw: tuple[int, ...], label_path: str,
@@ -104,6 +125,10 @@ class CheckedLoadAnnotations(LoadAnnotations):
             reason = "the file is empty (0 bytes)" if _is_empty(path) else err
             raise DataDecodeError(f"cannot decode label map '{path}': {reason}") from err
         seg = results["gt_seg_map"]
+        if seg.ndim != 2:
+            count = seg.shape[-1]
+            raise InvalidLabelError(_multichannel_message(
+                path, count, {3: "RGB", 4: "RGBA"}.get(count, "decoded as an image")))
         if "ori_shape" in results and "img_path" in results:  # the image was loaded before
             check_same_size(results["img_path"], results["ori_shape"], path, seg.shape)
         values = np.unique(seg)

@@ -1,6 +1,7 @@
 """Runner hooks: atomic checkpoint saving, safe / verifiable / exactly resumable checkpoint
 content, the Gumbel temperature schedule, a test progress bar, and densities / masks for
-mmengine's visualizer. All are registered in mmseg's and mmdet's ``HOOKS`` (:mod:`.registry`)."""
+mmengine's visualizer. All are registered in mmseg's and mmdet's ``HOOKS`` (:mod:`.registry`).
+Also the work dir lock of a training (:mod:`.work_dir_lock`)."""
 
 # ruff: noqa: E402  (the registrations below must run before this package's imports)
 from seg_sparse.registration import register_all_modules
@@ -12,6 +13,8 @@ from .checkpoint_hooks import SafeCheckpointHook
 from .progress_hook import TestProgressHook
 from .temperature_hook import SparseTemperatureHook
 from .visualization_hook import SparseVisualizationHook
+from .work_dir_lock import WorkDirLockedError, acquire_work_dir_lock, release_work_dir_lock
 
 __all__ = ["AtomicCheckpointHook", "CheckpointSaveError", "SafeCheckpointHook",
-           "SparseTemperatureHook", "SparseVisualizationHook", "TestProgressHook"]
+           "SparseTemperatureHook", "SparseVisualizationHook", "TestProgressHook",
+           "WorkDirLockedError", "acquire_work_dir_lock", "release_work_dir_lock"]

@@ -14,6 +14,10 @@ file is gone, the new one is partial and ``last_checkpoint`` names a missing fil
 A failed save raises :class:`CheckpointSaveError` naming the file and the reason; the previous
 checkpoint and ``last_checkpoint`` are untouched, so ``--resume`` continues from there.
 Checkpoints written to object stores (an ``out_dir`` with a scheme) keep mmengine's behaviour.
+
+The hook also holds the work dir's lock while training (:mod:`.work_dir_lock`), so a second
+training started on the same work dir by mmseg's / mmdet's own tools is refused rather than
+overwriting this one's checkpoints (``seg-sparse train`` takes the lock even earlier).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from seg_sparse.errors import UserInputError
 from seg_sparse.fileio import atomic_write_bytes, atomic_write_text
 
 from .registry import register_hook
+from .work_dir_lock import acquire_work_dir_lock, release_work_dir_lock
 
 ATOMIC_BACKEND = "seg_sparse_atomic_local"
 LAST_CHECKPOINT_FILE = "last_checkpoint"
@@ -79,14 +84,23 @@ class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` (same arguments) with atomic writes and removal after success."""
 
     _atomic = False  # decided in before_train, once the output folder is known
+    _locked_dir: str | None = None  # the work dir this hook locked (main process)
 
     def before_train(self, runner) -> None:
+        if is_main_process() and acquire_work_dir_lock(runner.work_dir):
+            self._locked_dir = runner.work_dir
         out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
         self._atomic = (self.backend_args is None and self.file_client_args is None
                         and "://" not in str(out_dir))
         if self._atomic:
             self.backend_args = {"backend": ATOMIC_BACKEND}
         super().before_train(runner)
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        if self._locked_dir is not None:
+            release_work_dir_lock(self._locked_dir)
+            self._locked_dir = None
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not self._atomic:

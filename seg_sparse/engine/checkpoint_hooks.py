@@ -10,6 +10,8 @@
 * Exact resume: every random state of the run is saved (:mod:`.random_state`) and restored
   right before the first batch a resumed run trains on; validation during training leaves
   the training random states as they were, so a run does not depend on when it validated.
+* A fresh run whose backbone freezes layers or BN statistics without pretrained weights is
+  warned about loudly (:mod:`.pretrained_check`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mmengine.logging import HistoryBuffer, print_log
 
 from seg_sparse.compat.checkpoint import record_checkpoint_digest
 
+from .pretrained_check import warn_if_frozen_without_pretrained
 from .random_state import (
     RestoreBeforeFetch,
     capture_random_states,
@@ -122,6 +125,8 @@ class SafeCheckpointHook(Hook):
         """On resume (the loaded checkpoint's iteration is the runner's), give the sampler its
         seed back now and the other states right before the next trained batch is loaded."""
         pending, self._resume = self._resume, None
+        if runner.iter == 0:  # a fresh run: frozen layers need trained weights to start from
+            warn_if_frozen_without_pretrained(runner)
         if pending is None or runner.iter == 0 or pending[0] != runner.iter:
             return  # a fresh run, or weights loaded with load_from: keep this run's randomness
         states = pending[1]

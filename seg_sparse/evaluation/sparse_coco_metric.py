@@ -24,7 +24,7 @@ from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
 from torch import nn
 
-from seg_sparse.datasets.coco import check_coco_annotations
+from seg_sparse.datasets.coco import BadAnnotationError, check_coco_annotations
 from seg_sparse.flops import FlopsReport
 from seg_sparse.flops.meta import count_flops_on_meta
 
@@ -39,14 +39,25 @@ class SparseCocoMetric(SamplingMetricMixin, CocoMetric):
     """mmdet's ``CocoMetric`` (same arguments) plus backbone GFLOPs and per-block densities.
 
     mAP is computed over the images that were evaluated (all of the annotation file's images in
-    a full test; the first N when an analysis command evaluates N images).
+    a full test; the first N when an analysis command evaluates N images). An annotation file
+    without annotations is refused when the metric scores (every COCO figure would be -1);
+    with ``format_only`` it only writes the detections and needs none.
     """
 
     accuracy_keys = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75")
+    output_fields = ("pred_instances",)
+    backbone_only = True
 
     def __init__(self, ann_file: str | None = None, **kwargs: Any) -> None:
+        scoring = not kwargs.get("format_only")
         if ann_file is not None:
-            check_coco_annotations(ann_file, require_annotations=not kwargs.get("format_only"))
+            summary = check_coco_annotations(ann_file, require_annotations=scoring)
+            if scoring and not summary["annotations"]:
+                raise BadAnnotationError(
+                    f"annotation file '{ann_file}' has no annotations: COCO mAP would be -1 "
+                    "for every figure. Evaluate on a file with ground-truth boxes, or only "
+                    "write the detections with test_evaluator.format_only=True "
+                    "test_evaluator.outfile_prefix=PREFIX (e.g. for COCO test-dev)")
         super().__init__(ann_file=ann_file, **kwargs)
 
     def set_flops_model(self, model: nn.Module | None) -> None:

@@ -27,6 +27,9 @@ runs the network once per crop, which this metric does not multiply in. Test-tim
 (``seg-sparse test --tta``, :mod:`seg_sparse.models.tta`) runs it once per augmentation: those
 predictions list every pass's input shape (``sampling_input_shapes``), and the GFLOPs per image
 are the sum over them.
+
+Every prediction is checked to be finite first (:class:`NonFiniteOutputError` naming the image):
+NaN logits still give an argmax, and a metric of them would look like a result.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from mmengine.dist import collect_results
 from mmengine.logging import print_log
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
 from torch import nn
 
+from seg_sparse.errors import UserInputError
 from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.models.segmentors import DENSITIES_KEY, HEAD_DENSITIES_KEY, INPUT_SHAPE_KEY
 from seg_sparse.models.sparse_model import INPUT_SHAPES_KEY
@@ -57,6 +62,31 @@ _ACCURACY_KEYS = ("mIoU", "aAcc", "mAcc", "averageScoreClasses")
 #: {"densities": {name: (d1, d2)} | None, "head_densities": {name: d} | None,
 #:  "input_shape": (H, W), "input_shapes": ((H, W), ...) one per network forward}
 SamplingRecord = dict[str, Any]
+
+
+class NonFiniteOutputError(UserInputError, ValueError):
+    """A prediction holds NaN or infinite values (broken weights or input): no metric is made."""
+
+
+def check_finite_outputs(samples: Sequence[Any], fields: Sequence[str]) -> None:
+    """Raise :class:`NonFiniteOutputError` naming the image whose prediction ``fields`` (a
+    tensor, or a dict / data element of tensors) hold NaN or infinite values."""
+    for sample in samples:
+        for field in fields:
+            value = sample.get(field) if isinstance(sample, Mapping) else getattr(sample, field,
+                                                                                   None)
+            if value is None:
+                continue
+            items = value.items() if hasattr(value, "items") else [("", value)]
+            for key, tensor in items:
+                if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and \
+                        not bool(torch.isfinite(tensor).all()):
+                    image = _field(sample, "img_path") or _field(sample, "img_id")
+                    name = f"{field}.{key}" if key and key != "data" else field
+                    raise NonFiniteOutputError(
+                        f"the model's {name} for image '{image}' hold NaN or infinite values: "
+                        "its weights (a diverged training, a damaged checkpoint) or the input "
+                        "are broken, so no metric is computed")
 
 
 def _field(sample: Any, key: str) -> Any:
@@ -126,6 +156,10 @@ class SamplingMetricMixin:
     results: list
     #: accuracy figures repeated in the logged GFLOPs table
     accuracy_keys: tuple[str, ...] = _ACCURACY_KEYS
+    #: prediction fields that must be finite (:func:`check_finite_outputs`)
+    output_fields: tuple[str, ...] = ("seg_logits",)
+    #: only the backbone is counted (detection): the logged table says so
+    backbone_only: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,6 +178,7 @@ class SamplingMetricMixin:
         self._flops_model = model
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        check_finite_outputs(data_samples, self.output_fields)
         super().process(data_batch, data_samples)  # type: ignore[misc]
         self.sampling_records.extend(sampling_record(s) for s in data_samples)
 
@@ -167,7 +202,7 @@ class SamplingMetricMixin:
             accuracy = {k: v for k, v in metrics.items() if k in self.accuracy_keys}
             print_log("\n" + report.format_table(
                 title=f"{type(self).__name__}: GFLOPs and sampling densities",
-                extra_rows=accuracy,
+                extra_rows=accuracy, backbone_only=self.backbone_only,
             ), logger="current")
         return metrics
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from seg_sparse.sampling import HeadSampling, execution_mode
+from seg_sparse.sampling import HeadSampling, execution_mode, sampling_generators
 
 from .report import BlockFlops, Densities, FlopsReport, HeadDensities, HeadLayerFlops
 
@@ -211,10 +211,12 @@ def count_flops(
     """MACs of ``model`` (an mmseg segmentor, or a bare backbone) at input ``(H, W)``.
 
     Runs backbone -> neck -> decode head once in eval mode on a zero image of batch 1 (the
-    auxiliary head is not run, as at inference), restoring train mode and the global RNG
-    afterwards. ``densities`` maps block names (relative to the backbone, e.g. ``layer3.2``)
-    to mask densities ``(d1, d2)`` and adds the executed ("sparse") figures; for a decode
-    head that samples, ``head_densities`` (head conv name -> density) does the same.
+    auxiliary head is not run, as at inference), restoring train mode, the global RNG and the
+    state of every generator the sampling layers draw from (``set_sampling_generator``)
+    afterwards, so a count between two seeded draws does not change the second.
+    ``densities`` maps block names (relative to the backbone, e.g. ``layer3.2``) to mask
+    densities ``(d1, d2)`` and adds the executed ("sparse") figures; for a decode head that
+    samples, ``head_densities`` (head conv name -> density) does the same.
     """
     h, w = (int(v) for v in input_shape)
     if h <= 0 or w <= 0:
@@ -227,6 +229,8 @@ def count_flops(
     for part in [backbone, *heads]:
         recorder.attach(part)
     was_training = model.training
+    generators = sampling_generators(model)
+    generator_states = [g.get_state() for g in generators]
     model.eval()
     try:
         # the hooks count the masked computation's convs (the executed paths call no modules)
@@ -239,6 +243,8 @@ def count_flops(
     finally:
         recorder.detach()
         model.train(was_training)
+        for generator, state in zip(generators, generator_states):
+            generator.set_state(state)
 
     blocks = tuple(_profile_block(n, b, recorder) for n, b in _iter_blocks(backbone))
     in_blocks = sum(recorder.total(b) for _, b in _iter_blocks(backbone))

@@ -5,7 +5,9 @@ no data) gives the same profile in a fraction of a second instead of a full CPU 
 ResNet-101 with DCN at 992x1664 takes minutes on two cores). The model itself is untouched: a
 deep copy goes to the meta device, with the Gaussian interpolation passed through (it is a
 functional convolution the counter does not see, and it inspects mask values, which meta
-tensors do not have). Anything that still needs real values falls back to the normal count.
+tensors do not have). Deformable convolutions run torchvision's shape function there
+(``seg_sparse.ops.TORCHVISION_DEVICES``). Anything that still needs real values falls back to
+the normal count.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from .report import FlopsReport
 
 
 class _PassThrough(nn.Module):
+    """Stands in for a :class:`GaussianInterpolation`; keeps its ``window`` (the counter's
+    interpolation cost reads it)."""
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return features
 
@@ -35,7 +44,7 @@ def _interpolation_passed_through(model: nn.Module) -> Iterator[None]:
         for name, child in parent.named_children():
             if isinstance(child, GaussianInterpolation):
                 swapped.append((parent, name, child))
-                setattr(parent, name, _PassThrough())
+                setattr(parent, name, _PassThrough(child.window))
     try:
         yield
     finally:

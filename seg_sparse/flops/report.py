@@ -347,12 +347,16 @@ class FlopsReport:
             row.update(density=d, executed=_giga(layer.sparse_macs(d)))
         return row
 
-    def format_table(self, title: str | None = None, extra_rows: Mapping[str, Any] = ()) -> str:
+    def format_table(self, title: str | None = None, extra_rows: Mapping[str, Any] = (),
+                     backbone_only: bool = False) -> str:
         """One table: a row per bottleneck block and sampled head conv, then backbone / head /
         total.
 
         Without densities only the dense column is shown. ``extra_rows`` (name -> value) are
         appended with the value in the first number column, e.g. ``{"mIoU": 71.2}``.
+        ``backbone_only`` (detection: the rest of the network is not counted) ends the table
+        with a "backbone only" row instead of head and total rows that would read 0 and equal
+        the backbone.
         """
         has_d = self.has_densities
         mark_dense = self.is_sparse  # label the dense blocks of a partly sparse backbone
@@ -395,9 +399,13 @@ class FlopsReport:
         backbone_executed = self.backbone_sparse if self.densities is not None \
             else self.backbone_dense
         head_executed = self.head_sparse if self.head_densities is not None else self.head_gflops
-        add("backbone", fmt(self.backbone_dense), fmt(backbone_executed) if has_d else "")
-        add("head", fmt(self.head_gflops), fmt(head_executed) if has_d else "")
-        add("total", fmt(self.total_dense), fmt(self.total_sparse))
+        if backbone_only:
+            add("backbone only (FPN and heads not counted)", fmt(self.backbone_dense),
+                fmt(backbone_executed) if has_d else "")
+        else:
+            add("backbone", fmt(self.backbone_dense), fmt(backbone_executed) if has_d else "")
+            add("head", fmt(self.head_gflops), fmt(head_executed) if has_d else "")
+            add("total", fmt(self.total_dense), fmt(self.total_sparse))
         mean = self.mean_density()
         if mean is not None:
             add("mean density", "", "", d1=fmt(mean, 3))

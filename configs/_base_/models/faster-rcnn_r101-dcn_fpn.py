@@ -2,10 +2,14 @@
 # (strides 1,2,2,2, no dilation) and DCN v1 in conv3-conv5, offsets predicted from the block
 # input. Built from the same sparse block as the sampling models with the 'dense' sampler (no
 # mask predictors, no interpolation), so every comparison differs only in sampling. Parameter
-# names equal mmdet's ResNet, so ImageNet weights load with only the DCN offset convs
-# (`conv2_offset`) missing. They are not downloaded: pass them with
-#   --cfg-options model.backbone.init_cfg.type=Pretrained \
-#                 model.backbone.init_cfg.checkpoint=torchvision://resnet101
+# names equal mmdet's ResNet, so torchvision's ImageNet ResNet-101 (the authors' starting point,
+# as in mmdet's own configs) loads with only the DCN offset convs (`conv2_offset`) and, for the
+# sampling models, the mask predictors missing; it is downloaded when training starts.
+# The authors' settings (their mmdetection 0.6 configs) where the results depend on them:
+# frozen_stages=0 (only the stem frozen), RoIAlign sampling_ratio=2, RPN allowed_border=0, and
+# gradient clipping at max_norm 35 (schedule_det_1x.py). Kept from mmdet 3: L1 box losses (mmdet
+# 2.0 replaced smooth L1 by L1 for Faster R-CNN: +0.6 box AP in its re-benchmark) and no
+# low-quality matching in the R-CNN assigner (+0.1 box AP there).
 # Anchors: one scale (8 x stride) on each of the 5 FPN levels (areas 32^2 .. 512^2) x 3 ratios;
 # 2000 proposals per image in training, 1000 at test, RPN NMS 0.7.
 model = dict(
@@ -23,12 +27,13 @@ model = dict(
         depth=101,
         num_stages=4,
         out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
+        frozen_stages=0,
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=True,
         style='pytorch',
         dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
-        stage_with_dcn=(False, True, True, True)),
+        stage_with_dcn=(False, True, True, True),
+        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')),
     neck=dict(
         type='FPN',
         in_channels=[256, 512, 1024, 2048],
@@ -53,7 +58,7 @@ model = dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(
             type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2),
             out_channels=256,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
@@ -84,7 +89,7 @@ model = dict(
                 pos_fraction=0.5,
                 neg_pos_ub=-1,
                 add_gt_as_proposals=False),
-            allowed_border=-1,
+            allowed_border=0,
             pos_weight=-1,
             debug=False),
         rpn_proposal=dict(

@@ -34,8 +34,9 @@ from .taps import (
 #: On CPU a tile that stays in the caches and below glibc's mmap threshold (no page faults on
 #: every allocation) beats fewer, larger ones; elsewhere fewer launches win.
 TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
-#: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there).
-TORCHVISION_DEVICES = frozenset({"cuda"})
+#: Device types on which :func:`deform_conv2d` runs torchvision's kernel (faster there; on
+#: "meta", shapes only, torchvision's shape function: the taps need values).
+TORCHVISION_DEVICES = frozenset({"cuda", "meta"})
 #: Taps per chunk of the tap computation, per device type (absent: one chunk per tile; see
 #: ``_Plan``).
 CHUNK_ELEMENTS = {"cpu": 32768}
@@ -252,8 +253,8 @@ class _Plan:
         return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
 
     def flat_grad(self, grad: Tensor) -> Tensor:
-        if self.nchw:
-            return grad.reshape(grad.shape[0], grad.shape[1], -1)
+        if self.nchw:  # the size is explicit: a batch of 0 cannot infer it
+            return grad.reshape(grad.shape[0], grad.shape[1], self.geom.out_h * self.geom.out_w)
         return grad.contiguous()
 
 
@@ -533,8 +534,11 @@ def conv2d_at(
     table, geom = _at_positions(input, positions, weight, bias, stride, padding, dilation, in_hw,
                                 check_positions)
     if weight.shape[1] == table.shape[1] >= PER_POINT_MIN_CHANNELS:
+        device = table.device.type
+        if not torch.is_autocast_enabled(device):  # in the input's dtype (float64 stays)
+            return _conv_per_point(table, geom, positions.long(), weight, bias)
         # in float32 under autocast, like the tap-image path (_run)
-        with torch.autocast(table.device.type, enabled=False):
+        with torch.autocast(device, enabled=False):
             out = _conv_per_point(table.float(), geom, positions.long(), weight.float(),
                                   None if bias is None else bias.float())
         return out.to(table.dtype)
