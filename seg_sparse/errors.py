@@ -19,6 +19,10 @@ def one_line(text: object) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+class ConfigValueError(UserInputError, ValueError):
+    """A config key holds a value of the wrong type or range."""
+
+
 class RunFailure(Exception):
     """A run that failed for a reason outside the code and the input (a hung or dead process
     of a distributed run), reported in one line; the CLI exits with code 1."""

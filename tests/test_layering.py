@@ -52,3 +52,68 @@ def test_one_config_loader_serves_cli_analysis_and_demo():
     readers = [str(p.relative_to(PACKAGE)) for p in _modules()
                if "Config.fromfile" in p.read_text()]
     assert readers == ["apis/config_file.py"]  # nothing else reads a config file
+
+
+#: The package's parts from the bottom up: a part imports only parts before it (function-level
+#: imports included), so no import runs back up and there is no circle. docs/design.md,
+#: "Layers and dependencies", shows the table :func:`import_table` draws from the code.
+LAYERS = ("errors", "fileio", "outputs", "ops", "sampling", "flops", "data", "compat",
+          "registration", "__init__", "datasets", "models", "visualization", "evaluation",
+          "engine", "apis", "analysis", "benchmark", "demo", "cli", "mmdet_tools")
+
+
+def _part(module: str) -> str:
+    """The part of the package a module (or a name imported from the package) belongs to."""
+    parts = module.split(".")
+    if len(parts) > 1 and ((PACKAGE / parts[1]).is_dir()
+                           or (PACKAGE / f"{parts[1]}.py").is_file()):
+        return parts[1]
+    return "__init__"
+
+
+def part_imports() -> dict[str, dict[str, list[str]]]:
+    """part -> imported part -> the files of ``part`` that import it."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for path in _modules():
+        source = _part(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        if path.name == "__init__.py" and path.parent == PACKAGE:
+            source = "__init__"
+        for name in _imports(path):
+            if name != "seg_sparse" and not name.startswith("seg_sparse."):
+                continue
+            target = _part(name)
+            if target != source:
+                files = found.setdefault(source, {}).setdefault(target, [])
+                if str(path.relative_to(PACKAGE)) not in files:
+                    files.append(str(path.relative_to(PACKAGE)))
+    return found
+
+
+def import_table() -> str:
+    """The markdown table of docs/design.md: each part and the parts it imports."""
+    found = part_imports()
+    rows = ["| part | imports |", "|---|---|"]
+    for part in LAYERS:
+        targets = sorted(found.get(part, {}), key=LAYERS.index)
+        rows.append(f"| `{part}` | {', '.join(f'`{t}`' for t in targets) or '-'} |")
+    return "\n".join(rows)
+
+
+def test_every_part_is_placed_in_the_layers():
+    parts = {_part(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts))
+             for p in _modules() if p.parent != PACKAGE or p.name != "__init__.py"}
+    assert parts - set(LAYERS) == set()
+
+
+def test_imports_point_down_the_layers():
+    upward = [f"{source} -> {target} ({', '.join(files)})"
+              for source, targets in part_imports().items()
+              for target, files in targets.items()
+              if LAYERS.index(target) > LAYERS.index(source)]
+    assert upward == []
+
+
+def test_the_design_doc_shows_the_import_table_of_the_code():
+    design = (PACKAGE.parent / "docs" / "design.md").read_text()
+    assert import_table() in design, "regenerate with: python -c 'import sys; " \
+        "sys.path.insert(0, \"tests\"); import test_layering as t; print(t.import_table())'"

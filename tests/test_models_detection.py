@@ -16,11 +16,11 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from test_flops import mmengine_ops
 
+from seg_sparse.apis.task import detection_test_shape
 from seg_sparse.flops import count_flops
 from seg_sparse.flops.meta import count_flops_on_meta
 from seg_sparse.models import SparseDetResNet, SparseDetResNeXt, SparseResNetV1c
 from seg_sparse.sampling import SparseBottleneck, sparse_blocks
-from seg_sparse.tasks import detection_test_shape
 
 SAMPLING = ("mask1.", "mask2.", "interp1.", "interp2.", "temperature.")
 OFFSET = "conv2_offset."

@@ -13,10 +13,10 @@
 
 from .curve import CurvePoint, ResultFileError, load_curve_points
 from .loading import Evaluation, LoadedModel, evaluate, load_model, set_sampling_seed
+from .mask_pictures import visualize_images
 from .prune import nonzero_weight_flops, prunable_convs, prune_backbone, run_pruning
 from .sparsity import ModelSparsity, measure_sparsity
 from .stability import StabilityResult, run_stability
-from .visualize import find_images, visualize_images
 
 __all__ = [
     "CurvePoint",
@@ -26,7 +26,6 @@ __all__ = [
     "ResultFileError",
     "StabilityResult",
     "evaluate",
-    "find_images",
     "load_curve_points",
     "load_model",
     "measure_sparsity",

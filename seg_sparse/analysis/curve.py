@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seg_sparse.errors import UserInputError
-from seg_sparse.tasks import unprefixed
-
-from .output import table
+from seg_sparse.outputs import table, unprefixed
 
 #: Test-time sampler of a config -> method family of the paper's plots.
 FAMILY_OF_SAMPLER = {

@@ -185,13 +185,14 @@ def evaluate_on_val_images(model, cfg: Config, num_images: int,
     Returns ({num_images, measured_input_shape, metric (name of the accuracy: mIoU, or mAP
     for detection), <metric>, densities (mean per block)[, head_densities (mean per sampled
     head conv)]}, the sparse metric used
-    (:func:`seg_sparse.tasks.density_metric`), which caches the FLOPs profile of the measured
-    shape).
+    (:func:`~seg_sparse.analysis.task_metrics.density_metric`), which caches the FLOPs profile
+    of the measured shape).
     """
     from mmengine.runner import Runner
     from tqdm import tqdm
 
-    from seg_sparse.tasks import accuracy, density_metric, unprefixed
+    from seg_sparse.analysis.task_metrics import accuracy, density_metric
+    from seg_sparse.outputs import unprefixed
 
     loader_cfg = cfg.get("val_dataloader") or cfg.get("test_dataloader")
     if loader_cfg is None:

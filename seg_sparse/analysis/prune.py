@@ -22,10 +22,10 @@ from torch import nn
 from torch.nn.utils import prune
 
 from seg_sparse.flops import FlopsReport
+from seg_sparse.outputs import table
 from seg_sparse.sampling import MaskPredictor
 
 from .loading import Evaluation, LoadedModel, evaluate
-from .output import table
 
 #: Names of the DCN offset convs (ours, and mmcv's DeformConv2dPack).
 OFFSET_CONV_NAMES = ("conv2_offset", "conv_offset")

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seg_sparse.outputs import table
+
 from .loading import Evaluation, LoadedModel, evaluate
-from .output import table
 from .sparsity_regions import DEFAULT_BAND, REGIONS, RegionCollector, RegionSparsity
 
 CONVS = ("conv1", "conv2", "conv3")

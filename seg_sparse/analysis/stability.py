@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from seg_sparse.outputs import table
 from seg_sparse.visualization import sampling_blocks
 
 from .loading import (
@@ -21,7 +22,6 @@ from .loading import (
     mean_std,
     without_grid_prior,
 )
-from .output import table
 
 #: Scalars of each run that get a mean and std (the first: the accuracy, mIoU or mAP).
 FIELDS = ("mIoU", "gflops_backbone", "gflops_total", "mean_density")

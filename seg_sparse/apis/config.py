@@ -46,7 +46,7 @@ def set_data_root(cfg: Config, data_root: str, loaders: Sequence[str] = DATALOAD
     A python config copies its top-level ``data_root`` into the datasets when it is parsed, so
     the datasets are what must change (``--cfg-options data_root=...`` would change nothing).
     """
-    from seg_sparse.tasks import point_annotation_files
+    from seg_sparse.apis.task import point_annotation_files
 
     if not osp.isdir(data_root):
         raise ConfigError(f"--data-root '{data_root}' is not a directory")

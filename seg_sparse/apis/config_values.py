@@ -14,11 +14,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from seg_sparse.errors import UserInputError
-
-
-class ConfigValueError(UserInputError, ValueError):
-    """A config key holds a value of the wrong type or range."""
+from seg_sparse.errors import ConfigValueError
 
 
 def _positive_int(value: Any) -> str | None:

@@ -3,6 +3,8 @@
 :func:`inference_with_masks` is mmseg's ``inference_model`` (mmdet's ``inference_detector`` for
 a detection model) run with ``return_sampling_masks`` switched on, its masks brought to the
 image's size: what a notebook needs to plot where the model computed.
+:func:`inference_pipeline` / :func:`load_image` run a config's test pipeline on an image file
+(``seg-sparse visualize``, ``bench --image``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from mmengine.config import Config
 from torch import nn
 
 
@@ -41,7 +44,7 @@ def _inference_function(model: nn.Module) -> Any:
     if cfg is None:
         raise TypeError("inference_with_masks needs a model from mmseg's init_model or mmdet's "
                         "init_detector (it reads the test pipeline from model.cfg)")
-    from seg_sparse.tasks import is_detection
+    from seg_sparse.apis.task import is_detection
 
     if is_detection(cfg):
         from mmdet.apis import inference_detector
@@ -97,3 +100,39 @@ def inference_with_masks(
     if isinstance(result, list):
         return [_masked(sample, blocks) for sample in result]
     return _masked(result, blocks)
+
+
+def inference_pipeline(cfg: Config):
+    """The config's test pipeline without label loading (a bare image has no labels), its
+    image loader the checked one (as the Checked datasets build it)."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import init_default_scope
+
+    from seg_sparse.datasets.transforms import CheckedLoadImageFromFile, with_checked_loading
+
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    loader = cfg.get("test_dataloader") or cfg.get("val_dataloader")
+    steps = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline")
+    if not steps:
+        raise ValueError("the config has no test pipeline (test_dataloader.dataset.pipeline)")
+    steps = [s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")]
+    return Compose(with_checked_loading(steps, {
+        "LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
+
+
+def load_image(pipeline, path: str) -> tuple[dict, np.ndarray]:
+    """(one-image batch for ``model.test_step``, the image as RGB). An undecodable file
+    raises ``DataDecodeError`` naming it (the checked loader of the pipeline)."""
+    from mmengine.dataset import pseudo_collate
+
+    from seg_sparse.datasets.transforms import DataDecodeError
+
+    data = pipeline(dict(img_path=path))
+    if data is None:
+        raise DataDecodeError(f"cannot decode image '{path}'")
+    import mmcv
+
+    image = mmcv.imread(path, channel_order="rgb")
+    if image is None:
+        raise DataDecodeError(f"cannot decode image '{path}'")
+    return pseudo_collate([data]), image

@@ -20,7 +20,7 @@ class BenchModels:
     dense_train: nn.Module | None
     num_classes: int
     label: str
-    task: str = "segmentation"  # or "detection" (seg_sparse.tasks)
+    task: str = "segmentation"  # or "detection" (seg_sparse.apis.task)
 
 
 def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | None,
@@ -32,7 +32,7 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     import os.path as osp
 
     from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
-    from seg_sparse.tasks import config_task, is_detection
+    from seg_sparse.apis.task import config_task, is_detection
 
     cfg = load_config(config, cfg_options)
     backbone_cfg = cfg.model.get("backbone", {})
@@ -67,7 +67,7 @@ def preprocess_image(model: nn.Module, path: str) -> torch.Tensor:
     """``path`` read and normalized by the model's data preprocessor: (1, 3, H, W)."""
     import mmcv
 
-    from seg_sparse.analysis.visualize import check_images_decode
+    from seg_sparse.datasets.image_files import check_images_decode
 
     check_images_decode([path])  # one-line error naming a bad file
     image = mmcv.imread(path)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from seg_sparse.analysis.output import table
+from seg_sparse.outputs import table
 
 from .inference import InferenceRow
 from .training import TrainingRow

@@ -219,8 +219,8 @@ def run(args: argparse.Namespace) -> int:
 def _parts(requested: list[str] | None, config: str, cfg_options: dict | None) -> list[str]:
     """The parts to time, checked against the config's task (before any model is built)."""
     from seg_sparse.apis import load_config
+    from seg_sparse.apis.task import is_detection
     from seg_sparse.benchmark.inference import DETECTION_PARTS, PARTS
-    from seg_sparse.tasks import is_detection
 
     detection = is_detection(load_config(config, cfg_options))
     allowed = DETECTION_PARTS if detection else PARTS

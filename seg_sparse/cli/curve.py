@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from seg_sparse.analysis.curve import ResultFileError, format_curve_table, load_curve_points
-    from seg_sparse.analysis.output import write_json, write_text
+    from seg_sparse.outputs import write_json, write_text
     from seg_sparse.visualization import speed_accuracy_curve
 
     from .common import CommandError

@@ -66,8 +66,8 @@ def eval_input_shape(cfg: Config) -> tuple[int, int]:
     """(H, W) the validation pipeline (the one densities are measured on; else the test
     pipeline) resizes to: mmcv's ``Resize`` scale is (W, H); with ``keep_ratio`` it is exact
     for images of the scale's aspect ratio (Cityscapes: 1024x2048). Detection configs: the
-    paper's test size (:func:`seg_sparse.tasks.detection_test_shape`)."""
-    from seg_sparse.tasks import detection_test_shape, is_detection, test_resize_scale
+    paper's test size (:func:`seg_sparse.apis.task.detection_test_shape`)."""
+    from seg_sparse.apis.task import detection_test_shape, is_detection, test_resize_scale
 
     scale = test_resize_scale(cfg)
     if scale is None:
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     model = build_eval_model(cfg)
 
     from seg_sparse.analysis.curve import sampler_of_config
-    from seg_sparse.tasks import config_task, model_flops
+    from seg_sparse.analysis.task_metrics import model_flops
+    from seg_sparse.apis.task import config_task
 
     result: dict[str, Any] = {"config": args.config, "checkpoint": args.checkpoint,
                               "task": config_task(cfg), "sampler": sampler_of_config(cfg)}
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
              if detection else None)
     print(report.format_table(title=title, extra_rows=extra_rows, backbone_only=detection))
 
-    from seg_sparse.analysis.output import write_json
+    from seg_sparse.outputs import write_json
 
     path = write_json(out_dir, OUTPUT_FILE, result)
     print(f"GFLOPs written to {path}")

@@ -50,8 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from seg_sparse.analysis.output import write_json, write_text
     from seg_sparse.analysis.prune import run_pruning
+    from seg_sparse.outputs import write_json, write_text
     from seg_sparse.visualization.pruning import pruning_chart
 
     bad = [r for r in args.ratios if not 0.0 < r < 1.0]

@@ -53,8 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from seg_sparse.analysis.output import write_json, write_text
     from seg_sparse.analysis.sparsity import format_sparsity_table, measure_sparsity
+    from seg_sparse.outputs import write_json, write_text
     from seg_sparse.visualization import region_density_chart, sparsity_bar_chart
 
     if args.band < 1:

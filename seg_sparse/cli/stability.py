@@ -48,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from seg_sparse.analysis.output import write_json, write_text
     from seg_sparse.analysis.stability import run_stability
+    from seg_sparse.outputs import write_json, write_text
 
     if args.runs < 1:
         raise CommandError(f"--runs must be >= 1, got {args.runs}")

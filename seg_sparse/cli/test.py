@@ -127,7 +127,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """Check the checkpoint against the model, test it, print and write the metrics."""
     cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
-    from seg_sparse.tasks import is_detection
+    from seg_sparse.apis.task import is_detection
 
     detection = is_detection(cfg)
     check_output_options(args, detection)
@@ -168,7 +168,7 @@ def evaluate(args: argparse.Namespace) -> int:
         official = next((m.class_scores for m in metric_objects
                          if getattr(m, "class_scores", None)), {})
         report = build_report(cfg, args, metrics, per_class, official)
-        from seg_sparse.analysis.output import write_json
+        from seg_sparse.outputs import write_json
 
         path = write_json(cfg.work_dir, METRICS_FILE, report)
         print(format_table(report))

@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from seg_sparse.analysis.visualize import describe_boxes, find_images, visualize_images
+    from seg_sparse.analysis.mask_pictures import describe_boxes, visualize_images
+    from seg_sparse.datasets.image_files import find_images
 
     if args.num_images is not None and args.num_images < 1:
         raise CommandError(f"--num-images must be >= 1, got {args.num_images}")

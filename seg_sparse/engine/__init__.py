@@ -10,11 +10,12 @@ register_all_modules()  # compat first, then every registration, always in that 
 
 from .atomic_checkpoint import AtomicCheckpointHook, CheckpointSaveError
 from .checkpoint_hooks import SafeCheckpointHook
+from .flops_hook import SparseFlopsHook
 from .progress_hook import TestProgressHook
 from .temperature_hook import SparseTemperatureHook
 from .visualization_hook import SparseVisualizationHook
 from .work_dir_lock import WorkDirLockedError, acquire_work_dir_lock, release_work_dir_lock
 
-__all__ = ["AtomicCheckpointHook", "CheckpointSaveError", "SafeCheckpointHook",
+__all__ = ["AtomicCheckpointHook", "CheckpointSaveError", "SafeCheckpointHook", "SparseFlopsHook",
            "SparseTemperatureHook", "SparseVisualizationHook", "TestProgressHook",
            "WorkDirLockedError", "acquire_work_dir_lock", "release_work_dir_lock"]

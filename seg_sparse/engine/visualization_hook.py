@@ -37,7 +37,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
 
-from seg_sparse.apis.config_values import ConfigValueError
+from seg_sparse.errors import ConfigValueError
 
 from .registry import register_hook
 
@@ -217,7 +217,7 @@ class SparseVisualizationHook(Hook):
 
     def _log_densities(self, runner: Any, metrics: dict, mode: str) -> None:
         from seg_sparse.evaluation.sparse_metric import mean_densities, mean_head_densities
-        from seg_sparse.tasks import unprefixed
+        from seg_sparse.outputs import unprefixed
 
         flat = unprefixed(metrics)
         densities = flat.get("sampling_densities")

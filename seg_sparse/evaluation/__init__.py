@@ -9,7 +9,6 @@ register_all_modules()  # compat first, then every registration, always in that 
 from seg_sparse.flops.mmengine_handles import register_mmengine_handles
 
 from .cityscapes_official import CityscapesOfficialMetric  # noqa: F401
-from .flops_hook import SparseFlopsHook  # noqa: F401  (registers it)
 from .sparse_coco_metric import SparseCocoMetric  # noqa: F401
 from .sparse_metric import (  # noqa: F401
     NonFiniteOutputError,

@@ -17,7 +17,7 @@ Densities come from the ``sampling_densities`` / ``sampling_input_shape`` metain
 :class:`~seg_sparse.models.SparseEncoderDecoder` attaches to every prediction; they are averaged
 over images, gathered from all ranks with mmengine's ``collect_results`` (the same gathering,
 truncation of sampler padding included, as the accuracy results). GFLOPs need the model, which
-mmengine metrics never see: :class:`~seg_sparse.evaluation.SparseFlopsHook` (in
+mmengine metrics never see: :class:`~seg_sparse.engine.SparseFlopsHook` (in
 ``custom_hooks``) hands it over before every validation / test; without it the GFLOPs keys are
 missing and a warning says how to add the hook. The mean densities are applied to the profile
 of each image's input shape and averaged over images. Models without densities (plain mmseg

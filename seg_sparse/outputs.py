@@ -1,12 +1,13 @@
 """Writing experiment results: JSON files and plain-text tables (one convention for all),
-replaced atomically so an interrupted command never leaves half a file."""
+replaced atomically so an interrupted command never leaves half a file; metric keys as the
+results name them."""
 
 from __future__ import annotations
 
 import json
 import math
 import os.path as osp
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prettytable import PrettyTable
@@ -47,3 +48,8 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def unprefixed(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metric keys without their evaluator prefix (``coco/bbox_mAP`` -> ``bbox_mAP``)."""
+    return {key.rsplit("/", 1)[-1]: value for key, value in metrics.items()}

@@ -7,7 +7,7 @@ from typing import Any
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
-from seg_sparse.engine.registry import register_hook
+from .registry import register_hook
 
 
 @register_hook

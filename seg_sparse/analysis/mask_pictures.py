@@ -15,9 +15,8 @@ import os.path as osp
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from mmengine.config import Config
-
+from seg_sparse.apis.inference import inference_pipeline, load_image
+from seg_sparse.datasets.image_files import check_images_decode
 from seg_sparse.visualization import (
     collect_head_masks,
     image_geometry,
@@ -33,78 +32,6 @@ from seg_sparse.visualization import (
 from seg_sparse.visualization.detections import SCORE_THRESHOLD
 
 from .loading import LoadedModel, set_sampling_seed
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def find_images(image_or_dir: str) -> list[str]:
-    """The image itself, or every image file under a directory (recursively, sorted)."""
-    if osp.isfile(image_or_dir):
-        return [image_or_dir]
-    if not osp.isdir(image_or_dir):
-        raise FileNotFoundError(f"image or directory '{image_or_dir}' does not exist")
-    found = sorted(
-        osp.join(root, name)
-        for root, _, names in os.walk(image_or_dir)
-        for name in names if name.lower().endswith(IMAGE_SUFFIXES)
-    )
-    if not found:
-        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under "
-                                f"'{image_or_dir}'")
-    return found
-
-
-def inference_pipeline(cfg: Config):
-    """The config's test pipeline without label loading (a bare image has no labels), its
-    image loader the checked one (as the Checked datasets build it)."""
-    from mmcv.transforms import Compose
-    from mmengine.registry import init_default_scope
-
-    from seg_sparse.datasets.transforms import CheckedLoadImageFromFile, with_checked_loading
-
-    init_default_scope(cfg.get("default_scope", "mmseg"))
-    loader = cfg.get("test_dataloader") or cfg.get("val_dataloader")
-    steps = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline")
-    if not steps:
-        raise ValueError("the config has no test pipeline (test_dataloader.dataset.pipeline)")
-    steps = [s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")]
-    return Compose(with_checked_loading(steps, {
-        "LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
-
-
-def check_images_decode(images: Sequence[str]) -> None:
-    """Decode every image once before anything is written, so that a bad file stops the run
-    with an error naming it instead of after the figures of the images before it."""
-    import mmcv
-
-    from seg_sparse.datasets.transforms import DataDecodeError, image_size
-
-    for path in images:
-        image_size(path)  # empty / not an image: named from the header alone
-        try:
-            decoded = mmcv.imread(path)
-        except Exception as err:  # noqa: BLE001 - OpenCV raises cv2.error for damaged data
-            raise DataDecodeError(f"cannot decode image '{path}': {err}") from err
-        if decoded is None:
-            raise DataDecodeError(f"cannot decode image '{path}'")
-
-
-def load_image(pipeline, path: str) -> tuple[dict, np.ndarray]:
-    """(one-image batch for ``model.test_step``, the image as RGB). An undecodable file
-    raises ``DataDecodeError`` naming it (the checked loader of the pipeline)."""
-    from mmengine.dataset import pseudo_collate
-
-    from seg_sparse.datasets.transforms import DataDecodeError
-
-    data = pipeline(dict(img_path=path))
-    if data is None:
-        raise DataDecodeError(f"cannot decode image '{path}'")
-    import mmcv
-
-    image = mmcv.imread(path, channel_order="rgb")
-    if image is None:
-        raise DataDecodeError(f"cannot decode image '{path}'")
-    return pseudo_collate([data]), image
 
 
 @dataclass

@@ -1,21 +1,17 @@
-"""Segmentation or detection: the task of a config, and the few things the commands do
-differently for each.
+"""Segmentation or detection: the task of a config, and what follows from the config alone.
 
 A config's task is its ``default_scope``: ``'mmseg'`` (segmentation: mIoU, the whole segmentor
 counted) or ``'mmdet'`` (detection: COCO mAP, the backbone counted at the paper's test size).
-The ``seg-sparse`` commands ask this module instead of branching on mmseg / mmdet themselves.
+The commands ask this module instead of branching on mmseg / mmdet themselves; what needs a
+model or a metric is in :mod:`seg_sparse.analysis.task_metrics`.
 """
 
 from __future__ import annotations
 
 import os.path as osp
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from mmengine.config import Config
-from torch import nn
-
-from seg_sparse.flops import FlopsReport, count_flops
 
 SEGMENTATION = "segmentation"
 DETECTION = "detection"
@@ -36,10 +32,8 @@ def config_task(cfg: Config | Mapping) -> str:
                         "'mmdet' (detection)")
     return SCOPES[scope]
 
-
 def is_detection(cfg: Config | Mapping) -> bool:
     return config_task(cfg) == DETECTION
-
 
 def point_annotation_files(cfg: Config, root: str, loaders: Iterable[str]) -> None:
     """For detection, re-point the COCO metrics' ``ann_file`` of ``loaders`` at ``root`` (the
@@ -57,7 +51,6 @@ def point_annotation_files(cfg: Config, root: str, loaders: Iterable[str]) -> No
             if isinstance(evaluator, Mapping) and "ann_file" in evaluator:
                 evaluator["ann_file"] = osp.join(root, ann_file)
 
-
 def test_resize_scale(cfg: Config) -> tuple[int, int] | None:
     """(W, H) of the first Resize of the val (else test) pipeline, if it has one."""
     loader = cfg.get("val_dataloader") or cfg.get("test_dataloader")
@@ -67,7 +60,6 @@ def test_resize_scale(cfg: Config) -> tuple[int, int] | None:
         if isinstance(scale, (tuple, list)) and len(scale) == 2:
             return int(scale[0]), int(scale[1])
     return None
-
 
 def detection_test_shape(cfg: Config) -> tuple[int, int]:
     """(H, W) at which the paper reports detection GFLOPs: the test Resize's short and long
@@ -81,44 +73,3 @@ def detection_test_shape(cfg: Config) -> tuple[int, int]:
     if short < SIZE_DIVISOR:
         raise TaskError(f"the test Resize scale {scale} is smaller than {SIZE_DIVISOR} px")
     return short // SIZE_DIVISOR * SIZE_DIVISOR, long // SIZE_DIVISOR * SIZE_DIVISOR
-
-
-def model_flops(cfg: Config, model: nn.Module, shape: tuple[int, int]) -> FlopsReport:
-    """Dense GFLOPs profile in the task's convention: the whole segmentor (backbone and head),
-    or a detector's backbone only (measured on the meta device: no compute)."""
-    if is_detection(cfg):
-        from seg_sparse.flops.meta import count_flops_on_meta
-
-        return count_flops_on_meta(getattr(model, "backbone", model), shape)
-    return count_flops(model, shape)
-
-
-def density_metric(cfg: Config) -> Any:
-    """The metric the analysis commands evaluate with: ``SparseIoUMetric`` (segmentation) or
-    ``SparseCocoMetric`` with the config's val evaluator arguments (detection)."""
-    evaluator = cfg.get("val_evaluator") or cfg.get("test_evaluator") or {}
-    if isinstance(evaluator, (list, tuple)):
-        evaluator = evaluator[0] if evaluator else {}
-    if not is_detection(cfg):
-        from seg_sparse.evaluation import SparseIoUMetric
-
-        return SparseIoUMetric(ignore_index=int(evaluator.get("ignore_index", 255)))
-    from seg_sparse.evaluation import SparseCocoMetric
-
-    kwargs = {k: v for k, v in evaluator.items() if k not in ("type", "format_only")}
-    if not kwargs.get("ann_file"):
-        raise TaskError("the config's val_evaluator has no ann_file to evaluate detections on")
-    return SparseCocoMetric(**kwargs)
-
-
-def accuracy(cfg: Config, metrics: Mapping[str, Any]) -> tuple[str, float]:
-    """(name, value in %) of the task's headline accuracy in a metric's (unprefixed) results:
-    ``mIoU``, or ``mAP`` = COCO bbox mAP x 100."""
-    if is_detection(cfg):
-        return "mAP", 100.0 * float(metrics["bbox_mAP"])
-    return "mIoU", float(metrics["mIoU"])
-
-
-def unprefixed(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metric keys without their evaluator prefix (``coco/bbox_mAP`` -> ``bbox_mAP``)."""
-    return {key.rsplit("/", 1)[-1]: value for key, value in metrics.items()}
