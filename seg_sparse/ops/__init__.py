@@ -5,6 +5,8 @@
   it runs torchvision's kernel instead (faster there).
 * :class:`DeformConv2d` -- ``torchvision.ops.DeformConv2d`` (same parameters and state dict)
   running :func:`deform_conv2d`.
+* :func:`deform_conv2d_op` -- the same as the registered op ``seg_sparse::deform_conv2d``
+  (a fake implementation and a backward): what ``torch.compile`` / ``torch.export`` see.
 * :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
   of output positions, channels-last rows in and out (sparse inference).
 
@@ -18,6 +20,7 @@ from .deform_conv import (
     deform_conv2d,
     deform_conv2d_at,
 )
+from .library import deform_conv2d_op
 
 __all__ = [
     "TORCHVISION_DEVICES",
@@ -25,4 +28,5 @@ __all__ = [
     "conv2d_at",
     "deform_conv2d",
     "deform_conv2d_at",
+    "deform_conv2d_op",
 ]

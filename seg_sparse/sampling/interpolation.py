@@ -96,7 +96,9 @@ class GaussianInterpolation(nn.Module):
                 f"mask must be (B, 1, H, W) matching features {tuple(features.shape)}, "
                 f"got {tuple(mask.shape)}"
             )
-        if bool((mask == 1).all()):
+        if not torch.compiler.is_compiling() and bool((mask == 1).all()):
+            # eager shortcut (a host sync); compiled, the formula itself gives ``features``
+            # exactly for an all-ones mask, with no data-dependent branch in the graph
             return features
         mask = mask.to(features.dtype)
         if torch.is_grad_enabled() and (features.requires_grad or mask.requires_grad):
