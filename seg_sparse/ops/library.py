@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .deform_conv import dense_call, make_plan, tap_conv_backward
 from .deform_conv import deform_conv2d as _eager_deform_conv2d
+from .deform_conv import dense_call, make_plan, tap_conv_backward
 
 
 @torch.library.custom_op("seg_sparse::deform_conv2d", mutates_args=())
@@ -24,13 +24,8 @@ def deform_conv2d_op(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor
                      stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                      mask: Tensor | None) -> Tensor:
     """``torchvision.ops.deform_conv2d``'s arguments, computed by the taps (any device)."""
-    out = _eager_deform_conv2d(input, offset, weight, bias, tuple(stride), tuple(padding),
-                               tuple(dilation), mask, use_taps=True)
-    return out.clone() if out._base is not None and _aliases(out, input) else out
-
-
-def _aliases(out: Tensor, input: Tensor) -> bool:
-    return out.untyped_storage().data_ptr() == input.untyped_storage().data_ptr()
+    return _eager_deform_conv2d(input, offset, weight, bias, tuple(stride), tuple(padding),
+                                tuple(dilation), mask, use_taps=True)
 
 
 @deform_conv2d_op.register_fake
