@@ -73,8 +73,10 @@ def check_execution(mode: str) -> str:
 
 
 def uses_executor(mode: str, training: bool, sampling: bool, device_type: str) -> bool:
-    """Whether a block runs :class:`BlockExecutor` (else its masked forward)."""
-    if training or mode == "masked":
+    """Whether a block runs :class:`BlockExecutor` (else its masked forward). Never while
+    tracing, compiling or exporting: the executor's row sets have data-dependent sizes and its
+    weight cache keys on ``data_ptr()``; the masked path is the traceable one."""
+    if training or mode == "masked" or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     return not (mode == "auto" and sampling and device_type in MASKED_AUTO_DEVICES)
 
