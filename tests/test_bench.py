@@ -98,3 +98,19 @@ def test_bench_rejects_bad_options(argv, message, capsys):
         main(["bench", str(SPARSE_CPU), *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_dcn_layer_benchmark_times_every_implementation_per_mode(tmp_path):
+    """``python -m seg_sparse.benchmark.dcn_layer``: one row per shape and mode, medians > 0."""
+    import json
+
+    from seg_sparse.benchmark.dcn_layer import main
+
+    out = tmp_path / "rows.json"
+    assert main(["--shapes", "8x6x7x2", "--repeats", "1", "--threads", "1",
+                 "--densities", "0.5", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["mode"] for r in rows] == ["forward", "forward+backward", "at 50%"]
+    assert all(r[key] > 0 for r in rows for key in ("conv_ms", "torchvision_ms", "ours_ms"))
+    assert all((r["channels"], r["height"], r["width"], r["dilation"]) == (8, 6, 7, 2)
+               for r in rows)

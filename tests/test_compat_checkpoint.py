@@ -19,7 +19,7 @@ from seg_sparse.compat import (
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def toy_run(tmp_path_factory):
     """One uninterrupted run; its iter_3 checkpoint is resumed by the tests."""
     work_dir = tmp_path_factory.mktemp("safe_ckpt")
     runner = make_runner(work_dir)
@@ -29,8 +29,8 @@ def trained(tmp_path_factory):
     return runner, work_dir
 
 
-def test_runner_checkpoint_has_no_unsafe_globals(trained):
-    _, work_dir = trained
+def test_runner_checkpoint_has_no_unsafe_globals(toy_run):
+    _, work_dir = toy_run
     path = str(work_dir / "iter_3.pth")
     assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
     checkpoint = torch.load(path, weights_only=True)  # plain torch, nothing else needed
@@ -40,8 +40,8 @@ def test_runner_checkpoint_has_no_unsafe_globals(trained):
     assert type(checkpoint["message_hub"]["runtime_info"]["toy_loss"]) is float
 
 
-def test_resume_restores_iteration_optimizer_schedule_and_logs(trained, tmp_path):
-    full_run, work_dir = trained
+def test_resume_restores_iteration_optimizer_schedule_and_logs(toy_run, tmp_path):
+    full_run, work_dir = toy_run
     path = str(work_dir / "iter_3.pth")
     saved = torch.load(path, weights_only=True)
 
@@ -65,10 +65,10 @@ def test_resume_restores_iteration_optimizer_schedule_and_logs(trained, tmp_path
 
 
 @pytest.mark.parametrize("seed", [0, None])
-def test_resume_repeats_the_uninterrupted_run_bit_for_bit(trained, tmp_path, seed):
+def test_resume_repeats_the_uninterrupted_run_bit_for_bit(toy_run, tmp_path, seed):
     """Dropout (torch RNG), numpy noise in the data and the shuffled sampler all continue where
     they were; seed None: mmengine draws a new sampler seed, the checkpoint's is restored."""
-    full_run, work_dir = trained
+    full_run, work_dir = toy_run
     resumed = make_runner(tmp_path, seed=seed, load_from=str(work_dir / "iter_3.pth"),
                           resume=True)
     resumed.train()
@@ -81,8 +81,8 @@ def test_resume_repeats_the_uninterrupted_run_bit_for_bit(trained, tmp_path, see
     assert losses[0].tolist() == losses[1].tolist()
 
 
-def test_runner_load_checkpoint_uses_the_weights_only_loader(trained, tmp_path):
-    full_run, work_dir = trained
+def test_runner_load_checkpoint_uses_the_weights_only_loader(toy_run, tmp_path):
+    full_run, work_dir = toy_run
     runner = make_runner(tmp_path / "load")
     runner.load_checkpoint(str(work_dir / f"iter_{MAX_ITERS}.pth"))
     torch.testing.assert_close(runner.model.conv.weight, full_run.model.conv.weight)

@@ -94,3 +94,30 @@ def test_hooks_are_registered_in_the_mmseg_and_mmdet_scopes_only(effects):
     assert OUR_HOOKS <= set(effects["mmseg_hooks"])
     assert OUR_HOOKS <= set(effects["mmdet_hooks"])
     assert not OUR_HOOKS & set(effects["after"]["root_hooks"])
+
+
+CORE_PROBE = r"""
+import json, sys
+import seg_sparse.sampling, seg_sparse.ops
+heavy = ("mmseg", "mmdet", "mmcv", "mmengine", "matplotlib")
+core = sorted(name for name in heavy if name in sys.modules)
+import seg_sparse
+registered_early = seg_sparse.is_registered()
+from mmseg.apis import init_model  # registration follows mmseg's import
+from mmseg.registry import MODELS
+print(json.dumps({"core": core, "registered_early": registered_early,
+                  "registered": seg_sparse.is_registered(),
+                  "segmentor": repr(MODELS.get("SparseEncoderDecoder"))}))
+"""
+
+
+def test_the_plain_torch_core_imports_without_the_openmmlab_stack():
+    """``import seg_sparse.sampling, seg_sparse.ops`` loads torch only; the registrations
+    happen once mmseg is imported, so ``import seg_sparse`` then mmseg's APIs still work."""
+    result = subprocess.run([sys.executable, "-c", CORE_PROBE], capture_output=True, text=True,
+                            timeout=300, check=True)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["core"] == []
+    assert found["registered_early"] is False
+    assert found["registered"] is True
+    assert "SparseEncoderDecoder" in found["segmentor"]

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
-from seg_sparse.ops import conv2d_at, deform_conv, deform_conv2d, deform_conv2d_at
+from seg_sparse.ops import conv2d_at, deform_conv2d, deform_conv2d_at
+from seg_sparse.ops.cpu import deform_conv
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -174,19 +174,75 @@ def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
 
 
 def test_auto_picks_the_path_per_device_and_density():
-    from seg_sparse.sampling.execution import crossover_override, gather_below, uses_executor
+    from seg_sparse.sampling.execution import crossover_override, select_executor
 
-    assert not uses_executor("auto", training=True, sampling=True, device_type="cpu")
-    assert not uses_executor("masked", training=False, sampling=True, device_type="cpu")
-    assert uses_executor("auto", training=False, sampling=True, device_type="cpu")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+
+    def picks(mode, device, training=False, sampling=True, kind="block", grad=False):
+        return select_executor(mode, training, sampling, device, kind, grad)
+
+    assert picks("auto", cpu, training=True) is None
+    assert picks("masked", cpu) is None
+    assert picks("auto", cpu).backend.name == "torch"
     # measured on an H100: sampling blocks are faster masked there; dense blocks fold BN
-    assert not uses_executor("auto", training=False, sampling=True, device_type="cuda")
-    assert uses_executor("auto", training=False, sampling=False, device_type="cuda")
-    assert uses_executor("sparse", training=False, sampling=True, device_type="cuda")
-    assert gather_below("sparse", "cpu") > 1 and 0 < gather_below("auto", "cpu") <= 1
+    assert picks("auto", cuda) is None
+    assert picks("auto", cuda, sampling=False) is not None
+    assert picks("sparse", cuda) is not None
+    assert picks("sparse", cpu).gather_below > 1
+    assert 0 < picks("auto", cpu).gather_below <= 1
+    # the head's convs have their own crossover (wide inputs: dense convs run faster)
+    assert picks("auto", cpu, kind="head").gather_below < picks("auto", cpu).gather_below
     with crossover_override(0.0):
-        assert gather_below("auto", "cpu") == 0.0
-    assert gather_below("auto", "cpu") > 0
+        assert picks("auto", cpu).gather_below == 0.0
+    assert picks("auto", cpu).gather_below > 0
+    # a call that needs gradients keeps the graph: the masked path
+    assert picks("sparse", cpu, grad=True) is None
+
+
+def test_eval_with_gradients_runs_the_masked_path_and_keeps_the_graph():
+    """Attribution in eval mode: 'sparse' / 'auto' give the masked path's output and
+    gradients (they used to return a detached output silently)."""
+    block = make_block(with_dcn=True, stride=1, dilation=2).eval()
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 12, 12, requires_grad=True)
+    block.mask_override = drawn_masks((1, 1, 12, 12), (1, 1, 12, 12), 0.3, 3)
+    grads = {}
+    for mode in ("masked", "sparse", "auto"):
+        block.execution = mode
+        x.grad = None
+        out = block(x)
+        assert out.requires_grad
+        out.square().sum().backward()
+        grads[mode] = x.grad.clone()
+    assert torch.equal(grads["sparse"], grads["masked"])
+    assert torch.equal(grads["auto"], grads["masked"])
+    with torch.no_grad():  # inference: the executor, equal up to rounding
+        block.execution = "sparse"
+        sparse = block(x)
+        block.execution = "masked"
+        assert max_rel_err(sparse, block(x)) < 1e-4
+
+
+def test_tracing_runs_the_masked_path():
+    """jit.trace / export / compile cannot follow data-dependent shapes: layers run masked."""
+    block = make_block(with_dcn=False, stride=1, dilation=1).eval()
+    block.execution = "sparse"
+    block.mask_override = drawn_masks((1, 1, 8, 8), (1, 1, 8, 8), 0.3, 3)
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        traced = torch.jit.trace(block, x, check_trace=False)
+        block.execution = "masked"
+        expected = block(x)
+    graph = str(traced.graph)
+    assert "nonzero" not in graph and "embedding_bag" not in graph
+    assert torch.allclose(traced(x), expected, atol=1e-6)
+
+
+def test_execution_is_checked_on_assignment():
+    block = make_block(with_dcn=False, stride=1, dilation=1)
+    with pytest.raises(ValueError, match="execution must be one of"):
+        block.execution = "fast"
+    assert block.execution == "auto"
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 9, 14), (1, 2, 70, 65)])

@@ -166,6 +166,17 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
 
+class _BuiltPackageLoader(importlib.abc.Loader):
+    """The fallback package's loader: the package is built by :func:`install`, so importing
+    ``mmcv.ops`` through its spec (as an import hook may) returns it unchanged."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
 class _OpsPackage(types.ModuleType):
     """The fallback package. Importing a submodule makes Python set it as an attribute of the
     package; where mmcv exports an op of the same name (``nms``, ``roi_align``,
@@ -222,7 +233,8 @@ def install() -> bool:
     import mmcv
 
     module = _OpsPackage(PACKAGE, __doc__)
-    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=None, is_package=True)
+    module.__spec__ = importlib.machinery.ModuleSpec(PACKAGE, loader=_BuiltPackageLoader(),
+                                                     is_package=True)
     module.__path__ = []  # a package: submodules come from _SubmoduleFinder only
     for names in PROVIDED.values():
         module.__dict__.update(names)

@@ -1,5 +1,10 @@
 """evaluation."""
 
+# ruff: noqa: E402  (the registrations below must run before this package's imports)
+from seg_sparse.registration import register_all_modules
+
+register_all_modules()  # compat first, then every registration, always in that order
+
 from .cityscapes_official import CityscapesOfficialMetric  # noqa: F401
 from .flops_hook import SparseFlopsHook  # noqa: F401  (registers it)
 from .sparse_coco_metric import SparseCocoMetric  # noqa: F401

@@ -10,10 +10,12 @@
 * :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
   of output positions, channels-last rows in and out (sparse inference).
 
-See docs/deform_conv.md.
+Kernels live in one folder per backend: :mod:`.cpu` (pure torch; fast on CPU, correct on
+any device) and, when Triton is installed, :mod:`.triton` (CUDA). Which backend runs a sampled
+layer is decided in one place, :mod:`seg_sparse.sampling.execution`. See docs/deform_conv.md.
 """
 
-from .deform_conv import (
+from .cpu import (
     TORCHVISION_DEVICES,
     DeformConv2d,
     conv2d_at,

@@ -25,19 +25,22 @@ The method as implemented, and where it departs from the paper: docs/design.md.
   :func:`block_densities`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
   :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
-* Inference execution (:mod:`.execution`): ``SparseBottleneck.execution`` ``'masked'`` (the
-  training computation), ``'sparse'`` (compute only at sampled positions), ``'auto'``
-  (default; sparse where it is faster); :func:`set_execution`, :func:`execution_mode`,
+* :class:`SamplingOptions` -- the options every sampling layer and backbone takes (sampler,
+  grid_interval, interp_window, t0, t_final, max_iters, execution), checked on assignment.
+* Inference execution (:mod:`.execution`): ``layer.execution`` ``'masked'`` (the training
+  computation), ``'sparse'`` (compute only at sampled positions), ``'auto'`` (default; sparse
+  where it is faster); the executor backends per device and the one policy that picks them
+  (:func:`~.execution.select_executor`); :func:`set_execution`, :func:`execution_mode`,
   :data:`EXECUTION_MODES`.
 """
 
 from .bottleneck import SamplingOutput, SparseBottleneck
-from .execution import EXECUTION_MODES
 from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
 from .head import HeadLayers, HeadSampling, HeadSamplingOutput, check_head_layers
 from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer
 from .masks import MaskPredictor
+from .options import EXECUTION_MODES, SamplingOptions, check_execution
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
@@ -67,11 +70,13 @@ __all__ = [
     "MaskSampler",
     "SampleResult",
     "SamplingLayer",
+    "SamplingOptions",
     "SamplingOutput",
     "SparseBottleneck",
     "apply_grid_prior",
     "block_densities",
     "build_sampler",
+    "check_execution",
     "check_grid_interval",
     "check_head_layers",
     "execution_mode",

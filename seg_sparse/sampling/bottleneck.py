@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..ops import DeformConv2d
-from .execution import BlockExecutor, gather_below, uses_executor
+from .execution import Executor
 from .interpolation import GaussianInterpolation
-from .layer import SamplingLayer
+from .layer import SamplingLayer, resolve_options
 from .masks import MaskPredictor, paired_mask_logits
+from .options import SamplingOptions
 from .temperature import GumbelTemperature
 
 
@@ -59,6 +61,10 @@ class SparseBottleneck(SamplingLayer):
     ``groups`` / ``width`` give the ResNeXt variant (conv1/conv2/conv3 at ``width`` channels,
     conv2 grouped; default width = planes, groups = 1: ResNet).
 
+    Sampling options (sampler, grid prior, interpolation window, temperature schedule,
+    execution) come from ``options`` (a :class:`SamplingOptions`, default its defaults) with
+    any of its fields given as keywords applied on top.
+
     After every forward ``last_sampling`` holds a :class:`SamplingOutput`.
     """
 
@@ -73,17 +79,13 @@ class SparseBottleneck(SamplingLayer):
         downsample: nn.Module | None = None,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         with_dcn: bool = False,
-        sampler: str = "stochastic",
-        grid_interval: int | None = 11,
-        interp_window: int = 7,
-        t0: float = 1.0,
-        t_final: float = 0.01,
-        max_iters: int = 60000,
         groups: int = 1,
         width: int | None = None,
-        execution: str = "auto",
+        options: SamplingOptions | None = None,
+        **option_overrides: Any,
     ) -> None:
-        super().__init__(sampler, grid_interval, execution)
+        options = resolve_options(options, option_overrides)
+        super().__init__(options)
         width = planes if width is None else width
         self.inplanes = inplanes
         self.planes = planes
@@ -92,7 +94,6 @@ class SparseBottleneck(SamplingLayer):
         self.with_dcn = with_dcn
         self.groups = groups
         self.last_sampling: SamplingOutput | None = None
-        self._executor = BlockExecutor()
 
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = norm_layer(width)
@@ -115,9 +116,10 @@ class SparseBottleneck(SamplingLayer):
         if not self.sampler.is_dense:
             self.mask1 = MaskPredictor(inplanes)
             self.mask2 = MaskPredictor(inplanes, stride=stride)
-            self.interp1 = GaussianInterpolation(window=interp_window)
-            self.interp2 = GaussianInterpolation(window=interp_window)
-            self.temperature = GumbelTemperature(t0=t0, t_final=t_final, max_iters=max_iters)
+            self.interp1 = GaussianInterpolation(window=options.interp_window)
+            self.interp2 = GaussianInterpolation(window=options.interp_window)
+            self.temperature = GumbelTemperature(t0=options.t0, t_final=options.t_final,
+                                                 max_iters=options.max_iters)
         self.reset_sampling_parameters()
 
     def extra_repr(self) -> str:
@@ -139,9 +141,8 @@ class SparseBottleneck(SamplingLayer):
     def __getstate__(self) -> dict:
         # the last forward's tensors carry an autograd graph that cannot be deep-copied or
         # pickled (copy.deepcopy(model) after a training step would fail); copies start empty
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["last_sampling"] = None
-        state["_executor"] = BlockExecutor()  # folded weights are rebuilt on demand
         return state
 
     def _sample(
@@ -161,9 +162,9 @@ class SparseBottleneck(SamplingLayer):
         ones2 = x.new_ones(()).expand(b, 1, *size2)
         self.last_sampling = SamplingOutput(ones1, ones2, ones1, ones2)
 
-    def forward_executed(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference computing only at the sampled positions (``execution`` 'sparse' /
-        'auto'; see :mod:`seg_sparse.sampling.execution`).
+    def forward_executed(self, x: torch.Tensor, executor: Executor) -> torch.Tensor:
+        """Inference computing only at the sampled positions, by ``executor`` (see
+        :mod:`seg_sparse.sampling.execution`).
 
         The mask logits and random draws are the masked forward's (both use
         :func:`paired_mask_logits`), so are the masks; the output equals the masked forward's
@@ -180,8 +181,7 @@ class SparseBottleneck(SamplingLayer):
             prob1, mask1 = self._sample(0, logits1, x.shape[-2:])
             prob2, mask2 = self._sample(1, logits2, size2)
             self.last_sampling = SamplingOutput(prob1, prob2, mask1, mask2)
-        return self._executor(self, x, mask1, mask2,
-                              gather_below(self.execution, x.device.type))
+        return executor.run_block(self, x, mask1, mask2)
 
     def _conv2(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.with_dcn:
@@ -189,8 +189,9 @@ class SparseBottleneck(SamplingLayer):
         return self.conv2(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if uses_executor(self.execution, self.training, not self.is_dense, x.device.type):
-            return self.forward_executed(x)
+        executor = self.executor(x)
+        if executor is not None:
+            return self.forward_executed(x, executor)
         identity = x
         out = self.conv1(x)
         out = self.bn1(out)

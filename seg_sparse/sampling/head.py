@@ -10,12 +10,12 @@ annealed temperature -- and runs the head either way:
 
 * masked (training, the reference): ``interp(relu(bn(conv(x))), m)`` for every conv, then
   the classifier on the last interpolated map;
-* executed (inference, :meth:`HeadSampling.execute`): BN folded, every conv computed at its
-  mask's positions only (:func:`~.execution.sampled_rows`: row gather + GEMM, the rest
-  interpolated), and the classifier only where its input was computed, its *logits*
-  interpolated (:func:`~.execution.add_sampled_affine`): the classifier is 1x1 and the
-  interpolation normalized, so this equals the masked path, on ``num_classes`` channels
-  instead of the conv's.
+* executed (inference): BN folded, every conv computed at its mask's positions only and the
+  classifier only where its input was computed, its logits interpolated
+  (:func:`~.execution.run_head`, or a faster backend's).
+
+:meth:`HeadSampling.forward` chooses between the two (:meth:`SamplingLayer.executor`), so a
+framework's head module only describes its layers (:class:`HeadLayers`) and calls it.
 
 The layers themselves (convs, BNs, classifier) belong to the framework's head module (mmseg's
 ``FCNHead`` parameter names), which describes them with :class:`HeadLayers`.
@@ -23,29 +23,18 @@ The layers themselves (convs, BNs, classifier) belong to the framework's head mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..ops import conv2d_at
-from .execution import FoldCache, add_sampled_affine, sampled_rows
-from .fold import fold_conv_bn
 from .interpolation import GaussianInterpolation
-from .layer import SamplingLayer
+from .layer import SamplingLayer, resolve_options
 from .masks import MaskPredictor, paired_mask_logits
+from .options import SamplingOptions
 from .temperature import GumbelTemperature
-
-#: ``'auto'``'s crossover for head convs, per device type (the blocks' is
-#: :data:`~.execution.GATHER_BELOW`). The paper's head convs read 2048-2560 channels; dense, a
-#: 3x3 conv of theirs runs at about twice the rate of the GEMMs a gathered one needs (202 vs 105
-#: GMAC/s, 2 CPU threads), so gathering pays only below about 0.4: the whole head at 512x1024
-#: took 705 / 957 / 1131 ms gathered at density 0.3 / 0.4 / 0.5, 995 ms on the full map, 981 ms
-#: dense (docs/sparse_head.md).
-HEAD_GATHER_BELOW: dict[str, float] = {"cpu": 0.4}
 
 
 @dataclass
@@ -64,53 +53,17 @@ class HeadLayers:
 
     ``convs``: (conv, norm) per sampled conv in forward order, each followed by ReLU (norm a
     BatchNorm or None); ``concat_input``: the last conv reads ``cat([head input, previous
-    output])``; ``classifier``: the 1x1 conv giving the logits.
+    output])``; ``classifier``: the 1x1 conv giving the logits. For the masked path,
+    ``modules``: each conv's whole layer (conv, norm, ReLU) as the head runs it in training,
+    and ``classify``: the head's classification step on the last features (dropout and the
+    classifier).
     """
 
     convs: Sequence[tuple[nn.Conv2d, nn.Module | None]]
     concat_input: bool
     classifier: nn.Conv2d
-
-
-@dataclass
-class _FoldedConv:
-    weight: torch.Tensor  # (Cout, Cin, k, k), BN folded
-    bias: torch.Tensor
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-
-    def rows(self, x: torch.Tensor) -> torch.Tensor:
-        """conv + ReLU over the full channels-last map ``x``: (B*H*W, Cout) rows."""
-        out = F.conv2d(x, self.weight, self.bias, padding=self.padding, dilation=self.dilation)
-        return out.relu_().permute(0, 2, 3, 1).reshape(-1, out.shape[1])
-
-    def rows_at(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """conv + ReLU at flat positions ``index`` of the channels-last map ``x``."""
-        return conv2d_at(x.permute(0, 2, 3, 1), index, self.weight, self.bias,
-                         padding=self.padding, dilation=self.dilation,
-                         check_positions=False).relu_()
-
-
-@dataclass
-class _FoldedHead:
-    convs: list[_FoldedConv]
-    classifier_w: torch.Tensor  # (C, K)
-    classifier_b: torch.Tensor  # (K,)
-
-
-def _fold_head(layers: HeadLayers) -> _FoldedHead:
-    convs = []
-    for conv, norm in layers.convs:
-        if norm is None:
-            weight = conv.weight
-            bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
-        else:
-            weight, bias = fold_conv_bn(conv.weight, norm, conv.bias)
-        convs.append(_FoldedConv(weight.contiguous(), bias, tuple(conv.padding),
-                                 tuple(conv.dilation)))
-    cls = layers.classifier
-    bias = cls.bias if cls.bias is not None else cls.weight.new_zeros(cls.out_channels)
-    return _FoldedHead(convs, cls.weight.flatten(1).t().contiguous(), bias)
+    modules: Sequence[Callable[[torch.Tensor], torch.Tensor]]
+    classify: Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_head_layers(layers: HeadLayers) -> None:
@@ -137,28 +90,25 @@ class HeadSampling(SamplingLayer):
         in_channels: input channels of each sampled conv (forward order).
         costs: multiply-accumulates per position of each conv, the classifier added to the
             last's; they weight the convs in :meth:`sparsity_term`.
-        sampler, grid_interval, interp_window, t0, t_final, max_iters: as for the blocks
-            (:class:`~.bottleneck.SparseBottleneck`); ``'dense'``: no sampling layers, the
-            head's plain forward.
-        execution: ``'masked'``, ``'sparse'`` or ``'auto'`` at inference, as for the blocks.
+        options: the :class:`SamplingOptions` (sampler, grid prior, window, temperature,
+            execution) as for the blocks, with any of its fields given as keywords applied
+            on top; sampler ``'dense'``: no sampling layers, the head's plain forward.
         loss_weight: weight of the head's term in the sparsity loss relative to the mean over
             the backbone's blocks (docs/sparse_head.md).
     """
+
+    layer_kind = "head"
 
     def __init__(
         self,
         in_channels: Sequence[int],
         costs: Sequence[int],
-        sampler: str = "stochastic",
-        grid_interval: int | None = 11,
-        interp_window: int = 7,
-        t0: float = 1.0,
-        t_final: float = 0.01,
-        max_iters: int = 60000,
-        execution: str = "auto",
+        options: SamplingOptions | None = None,
         loss_weight: float = 1.0,
+        **option_overrides: Any,
     ) -> None:
-        super().__init__(sampler, grid_interval, execution)
+        options = resolve_options(options, option_overrides)
+        super().__init__(options)
         if not in_channels or len(costs) != len(in_channels) or min(costs) <= 0:
             raise ValueError(f"head sampling needs one positive cost per sampled conv, got "
                              f"in_channels={list(in_channels)}, costs={list(costs)}")
@@ -169,12 +119,12 @@ class HeadSampling(SamplingLayer):
         self.loss_weight = float(loss_weight)
         self.last_sampling: HeadSamplingOutput | None = None
         self._drawn: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._cache = FoldCache()
         if not self.sampler.is_dense:
             self.masks = nn.ModuleList(MaskPredictor(c) for c in in_channels)
             self.interps = nn.ModuleList(
-                GaussianInterpolation(window=interp_window) for _ in in_channels)
-            self.temperature = GumbelTemperature(t0=t0, t_final=t_final, max_iters=max_iters)
+                GaussianInterpolation(window=options.interp_window) for _ in in_channels)
+            self.temperature = GumbelTemperature(t0=options.t0, t_final=options.t_final,
+                                                 max_iters=options.max_iters)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, layers={self.num_layers}, loss_weight={self.loss_weight}"
@@ -186,8 +136,8 @@ class HeadSampling(SamplingLayer):
                 module.reset_parameters()
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()  # graph-carrying tensors cannot be deep-copied
-        state.update(last_sampling=None, _drawn=[], _cache=FoldCache())
+        state = super().__getstate__()  # graph-carrying tensors cannot be deep-copied
+        state.update(last_sampling=None, _drawn=[])
         return state
 
     # -- one forward ---------------------------------------------------------------------------
@@ -224,31 +174,23 @@ class HeadSampling(SamplingLayer):
             raise RuntimeError("the sampled head has not run a forward pass yet")
         return sum(s * p.mean() for s, p in zip(self.shares, self.last_sampling.probs))
 
-    @torch.no_grad()
-    def execute(self, layers: HeadLayers, x: torch.Tensor, owner: nn.Module,
-                gather_below: float) -> torch.Tensor:
-        """Inference logits (B, K, H, W) of the head ``layers`` on its input ``x``, each conv
-        computed where its mask sampled (module docstring); ``owner``: the module holding
-        the layers (its parameters key the cache of folded weights)."""
-        if len(layers.convs) != self.num_layers:
-            raise ValueError(f"{len(layers.convs)} head convs for {self.num_layers} masks")
-        folded = self._cache.get(owner, lambda: _fold_head(layers))
-        x = x.contiguous(memory_format=torch.channels_last)
-        b, _, h, w = x.shape
-        total = b * h * w
+    def forward(self, layers: HeadLayers, x: torch.Tensor, owner: nn.Module) -> torch.Tensor:
+        """Logits of the head ``layers`` (owned by ``owner``) on its input ``x``: the masked
+        path in training (and wherever :meth:`executor` says so), else computed only where
+        each conv's mask sampled."""
+        executor = self.executor(x, owner)
+        if executor is not None:
+            return executor.run_head(self, layers, x, owner)
+        return layers.classify(self.masked_features(layers, x))
+
+    def masked_features(self, layers: HeadLayers, x: torch.Tensor) -> torch.Tensor:
+        """The training computation: each conv on the full map, interpolated by its mask."""
+        if len(layers.modules) != self.num_layers:
+            raise ValueError(f"{len(layers.modules)} head convs for {self.num_layers} masks")
         feats = x
-        for i, conv in enumerate(folded.convs):
-            inp = feats
-            if layers.concat_input and i == self.num_layers - 1:
-                inp = torch.cat([x, feats], 1).contiguous(memory_format=torch.channels_last)
+        last = self.num_layers - 1
+        for i, module in enumerate(layers.modules):
+            inp = torch.cat([x, feats], dim=1) if layers.concat_input and i == last else feats
             mask = self.sample(i, inp)
-            interp = None if mask is None else self.interps[i]
-            if i < self.num_layers - 1:
-                rows = sampled_rows(partial(conv.rows_at, inp), partial(conv.rows, inp), total,
-                                    mask, interp, gather_below)
-                feats = rows.view(b, h, w, -1).permute(0, 3, 1, 2)
-                continue
-            logits = folded.classifier_b.expand(total, -1).clone()  # the bias, everywhere
-            add_sampled_affine(logits, partial(conv.rows_at, inp), partial(conv.rows, inp),
-                               folded.classifier_w, mask, interp, gather_below)
-        return logits.view(b, h, w, -1).permute(0, 3, 1, 2)
+            feats = self.interpolate(i, module(inp), mask)
+        return feats

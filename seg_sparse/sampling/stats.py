@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from .bottleneck import SamplingOutput, SparseBottleneck
-from .execution import check_execution
 from .head import HeadSampling
 from .layer import SamplingLayer
+from .options import check_execution
 from .samplers import MaskSampler
 from .temperature import GumbelTemperature
 

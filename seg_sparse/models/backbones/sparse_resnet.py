@@ -19,7 +19,7 @@ from mmseg.models.backbones import ResNet, ResNetV1c
 from mmseg.registry import MODELS
 from torch import nn
 
-from seg_sparse.sampling import SparseBottleneck, sparse_blocks
+from seg_sparse.sampling import SamplingOptions, SparseBottleneck, sparse_blocks
 
 #: The only DCN flavour of the paper: DCN v1, one offset group (18 offset channels).
 _SUPPORTED_DCN = ("DCN", "DCNv1", "DeformConv2dPack", "DeformConv")
@@ -52,12 +52,12 @@ class SparseBlockFactory:
 
     expansion = SparseBottleneck.expansion
 
-    def __init__(self, groups: int = 1, base_width: int = 4, base_channels: int = 64,
-                 **sampling: Any) -> None:
+    def __init__(self, options: SamplingOptions, groups: int = 1, base_width: int = 4,
+                 base_channels: int = 64) -> None:
+        self.options = options
         self.groups = groups
         self.base_width = base_width
         self.base_channels = base_channels
-        self.sampling = sampling
 
     def __call__(
         self,
@@ -88,7 +88,7 @@ class SparseBlockFactory:
 
         kwargs = dict(
             stride=stride, dilation=dilation, downsample=downsample, norm_layer=norm_layer,
-            with_dcn=_dcn_for_block(dcn, stride), **self.sampling,
+            with_dcn=_dcn_for_block(dcn, stride), options=self.options,
         )
         if self.groups > 1:  # mmseg ResNeXt: floor(planes * base_width / base_channels) * groups
             kwargs.update(groups=self.groups, width=math.floor(
@@ -105,21 +105,23 @@ def uses_pretrained(init_cfg: Any) -> bool:
 class _SparseResNetMixin:
     """Swaps mmseg's Bottleneck for :class:`SparseBottleneck`; put before an mmseg ResNet."""
 
-    _sampling: dict[str, Any]
+    sampling_options: SamplingOptions
     _default_init: bool
 
-    def _setup_sparse(self, sampling: dict[str, Any], kwargs: dict[str, Any]) -> None:
-        """Record sampling options; called before the mmseg ResNet constructor runs."""
+    def _setup_sparse(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Take the sampling options out of ``kwargs`` (the rest, returned, go to the ResNet);
+        called before the ResNet constructor runs."""
+        self.sampling_options, kwargs = SamplingOptions.split(kwargs)
         depth = kwargs.get("depth")
         if depth not in (50, 101, 152):
             raise ValueError(f"sparse ResNets need a Bottleneck depth (50, 101, 152), got "
                              f"depth={depth!r}")
-        self._sampling = sampling
         # mmseg zero-initialises bn3 only under its default (Kaiming) init.
         self._default_init = kwargs.get("init_cfg") is None and kwargs.get("pretrained") is None
+        return kwargs
 
     def _block_factory(self) -> SparseBlockFactory:
-        return SparseBlockFactory(**self._sampling)
+        return SparseBlockFactory(self.sampling_options)
 
     def make_res_layer(self, **kwargs: Any) -> nn.Module:
         """mmseg's ResLayer with the sparse block in place of ``kwargs['block']``."""
@@ -158,31 +160,18 @@ class SparseResNetV1c(_SparseResNetMixin, ResNetV1c):
     """mmseg's ResNetV1c (deep stem) whose bottlenecks sample features sparsely.
 
     Args:
-        sampler: ``'stochastic'`` (the paper), ``'deterministic'`` (Determ Gumbel-Softmax),
-            ``'relu'`` (ReLU-gate baseline) or ``'dense'`` (no sampling: the dense / uniform
-            baseline; DCN offsets still come from the block input).
-        grid_interval: grid-prior interval k (positions with i % k == j % k == 0 always
-            sampled); None or 0 switches the prior off.
-        interp_window: size of the Gaussian interpolation window.
-        t0, t_final, max_iters: Gumbel temperature schedule; ``SparseTemperatureHook``
-            re-targets ``max_iters`` to the Runner's, so it matters only outside a Runner.
-        execution: how blocks run at inference: ``'auto'`` (default: compute only at the
-            sampled positions where that is faster, BN folded), ``'sparse'`` (always gather),
-            ``'masked'`` (the training computation: dense convs times the masks, the
-            reference). Training always runs ``'masked'``.
+        sampler, grid_interval, interp_window, t0, t_final, max_iters, execution: the
+            :class:`~seg_sparse.sampling.SamplingOptions` of every block (``sampler='dense'``:
+            the dense / uniform baseline, DCN offsets still from the block input);
+            ``SparseTemperatureHook`` re-targets ``max_iters`` to the Runner's.
         **kwargs: everything mmseg's ``ResNetV1c`` accepts (depth, strides, dilations,
             contract_dilation, multi_grid, stem_channels, base_channels, norm_cfg, norm_eval,
             frozen_stages, dcn, stage_with_dcn, zero_init_residual, init_cfg / pretrained).
             Depth 50, 101 or 152.
     """
 
-    def __init__(self, sampler: str = "stochastic", grid_interval: int | None = 11,
-                 interp_window: int = 7, t0: float = 1.0, t_final: float = 0.01,
-                 max_iters: int = 60000, execution: str = "auto", **kwargs: Any) -> None:
-        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
-                                interp_window=interp_window, t0=t0, t_final=t_final,
-                                max_iters=max_iters, execution=execution), kwargs)
-        super().__init__(**kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**self._setup_sparse(kwargs))
 
 
 @MODELS.register_module()
@@ -192,23 +181,16 @@ class SparseResNeXt(_SparseResNetMixin, ResNet):
     Args:
         groups, base_width: as mmseg's ResNeXt (conv2 width
             ``floor(planes * base_width / base_channels) * groups``).
-        sampler, grid_interval, interp_window, t0, t_final, max_iters, execution: as
-            SparseResNetV1c.
+        sampler, grid_interval, interp_window, t0, t_final, max_iters, execution: the
+            :class:`~seg_sparse.sampling.SamplingOptions` of every block.
         **kwargs: everything mmseg's ``ResNet`` accepts (``deep_stem=True`` for a V1c stem).
     """
 
-    def __init__(self, groups: int = 32, base_width: int = 4, sampler: str = "stochastic",
-                 grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
-                 t_final: float = 0.01, max_iters: int = 60000, execution: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(self, groups: int = 32, base_width: int = 4, **kwargs: Any) -> None:
         self.groups = groups
         self.base_width = base_width
-        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
-                                interp_window=interp_window, t0=t0, t_final=t_final,
-                                max_iters=max_iters, execution=execution), kwargs)
-        super().__init__(**kwargs)
+        super().__init__(**self._setup_sparse(kwargs))
 
     def _block_factory(self) -> SparseBlockFactory:
-        return SparseBlockFactory(groups=self.groups, base_width=self.base_width,
-                                  base_channels=self.base_channels, **self._sampling)
-
+        return SparseBlockFactory(self.sampling_options, groups=self.groups,
+                                  base_width=self.base_width, base_channels=self.base_channels)

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from mmseg.models.decode_heads import FCNHead
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from seg_sparse.sampling import HeadLayers, HeadSampling, check_head_layers
-from seg_sparse.sampling.execution import gather_below, uses_executor
-from seg_sparse.sampling.head import HEAD_GATHER_BELOW
+from seg_sparse.sampling import HeadLayers, HeadSampling, SamplingOptions, check_head_layers
 
 from ..backbones.sparse_resnet import uses_pretrained
 
@@ -56,8 +53,14 @@ class SparseFCNHead(FCNHead):
         check_head_layers(layers)
         costs = [conv.weight.numel() for conv, _ in layers.convs]
         costs[-1] += self.conv_seg.weight.numel()  # the classifier runs at the last density
+        sampling = dict(sampling or {})
+        loss_weight = sampling.pop("loss_weight", 1.0)
+        options, unknown = SamplingOptions.split(sampling)
+        if unknown:
+            raise TypeError(f"SparseFCNHead got unknown sampling option(s) {sorted(unknown)}; "
+                            f"known: {[*SamplingOptions.names(), 'loss_weight']}")
         self.sampling = HeadSampling([conv.in_channels for conv, _ in layers.convs], costs,
-                                     **(sampling or {}))
+                                     options, loss_weight=loss_weight)
 
     def _sampled_convs(self) -> list[nn.Module]:
         convs = list(self.convs) if self.num_convs > 0 else []
@@ -69,10 +72,11 @@ class SparseFCNHead(FCNHead):
         return names + (["conv_cat"] if self.concat_input else [])
 
     def head_layers(self) -> HeadLayers:
-        """The convs (conv, BN) and the classifier, for the sampling code."""
-        return HeadLayers([(m.conv, m.norm if m.with_norm else None)
-                           for m in self._sampled_convs()],
-                          self.concat_input, self.conv_seg)
+        """The convs (conv, BN), the classifier and the masked path's modules (mmseg's
+        ConvModules, ``cls_seg``), for the sampling code."""
+        convs = self._sampled_convs()
+        return HeadLayers([(m.conv, m.norm if m.with_norm else None) for m in convs],
+                          self.concat_input, self.conv_seg, convs, self.cls_seg)
 
     def init_weights(self) -> None:
         """mmseg's init, then the sampling layers' own (unless loading pretrained weights)."""
@@ -82,22 +86,5 @@ class SparseFCNHead(FCNHead):
             self.sampling.reset_sampling_parameters()
 
     def forward(self, inputs: Any) -> Tensor:
-        x = self._transform_inputs(inputs)
-        sampling = self.sampling
-        if uses_executor(sampling.execution, self.training, not sampling.is_dense,
-                         x.device.type):
-            return sampling.execute(self.head_layers(), x, self,
-                                    gather_below(sampling.execution, x.device.type,
-                                                 HEAD_GATHER_BELOW))
-        return self.cls_seg(self._masked_features(x))
-
-    def _masked_features(self, x: Tensor) -> Tensor:
-        """The training computation: each conv on the full map, interpolated by its mask."""
-        convs = self._sampled_convs()
-        feats = x
-        for i, conv in enumerate(convs):
-            inp = torch.cat([x, feats], dim=1) if self.concat_input and i == len(convs) - 1 \
-                else feats
-            mask = self.sampling.sample(i, inp)
-            feats = self.sampling.interpolate(i, conv(inp), mask)
-        return feats
+        """The head's sampling runs the head: masked in training, executed at inference."""
+        return self.sampling(self.head_layers(), self._transform_inputs(inputs), self)

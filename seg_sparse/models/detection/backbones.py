@@ -28,30 +28,19 @@ class SparseDetResNet(_SparseResNetMixin, ResNet):
     """mmdet's ResNet (7x7 stem, default depth 101) whose bottlenecks sample sparsely.
 
     Args:
-        sampler: ``'stochastic'`` (the paper), ``'deterministic'`` (Determ Gumbel-Softmax),
-            ``'relu'`` (ReLU-gate baseline) or ``'dense'`` (the dense / uniform-sampling
-            baseline; DCN offsets still come from the block input).
-        grid_interval: grid-prior interval (None or 0: off).
-        interp_window: size of the Gaussian interpolation window.
-        t0, t_final, max_iters: Gumbel temperature schedule (``SparseTemperatureHook``
-            re-targets ``max_iters`` to the training loop's).
-        execution: how blocks run at inference, as for ``SparseResNetV1c`` (``'auto'``,
-            ``'sparse'``, ``'masked'``).
+        sampler, grid_interval, interp_window, t0, t_final, max_iters, execution: the
+            :class:`~seg_sparse.sampling.SamplingOptions` of every block, as for
+            ``SparseResNetV1c`` (``SparseTemperatureHook`` re-targets ``max_iters`` to the
+            training loop's).
         **kwargs: everything mmdet's ``ResNet`` accepts; ``dcn`` / ``stage_with_dcn`` default
             to the paper's DCN v1 in conv3-conv5 (pass ``dcn=None`` for none).
     """
 
-    def __init__(self, depth: int = 101, sampler: str = "stochastic",
-                 grid_interval: int | None = 11, interp_window: int = 7, t0: float = 1.0,
-                 t_final: float = 0.01, max_iters: int = 90000, execution: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(self, depth: int = 101, **kwargs: Any) -> None:
         kwargs.setdefault("dcn", dict(PAPER_DCN))
         kwargs.setdefault("stage_with_dcn", PAPER_STAGE_WITH_DCN)
         kwargs["depth"] = depth
-        self._setup_sparse(dict(sampler=sampler, grid_interval=grid_interval,
-                                interp_window=interp_window, t0=t0, t_final=t_final,
-                                max_iters=max_iters, execution=execution), kwargs)
-        super().__init__(**kwargs)
+        super().__init__(**self._setup_sparse(kwargs))
 
 
 @MODELS.register_module()
@@ -70,5 +59,5 @@ class SparseDetResNeXt(SparseDetResNet):
         super().__init__(**kwargs)
 
     def _block_factory(self) -> SparseBlockFactory:
-        return SparseBlockFactory(groups=self.groups, base_width=self.base_width,
-                                  base_channels=self.base_channels, **self._sampling)
+        return SparseBlockFactory(self.sampling_options, groups=self.groups,
+                                  base_width=self.base_width, base_channels=self.base_channels)

@@ -1,6 +1,6 @@
 """Benchmark one 3x3 layer: plain conv vs torchvision's DCN vs ours, forward and forward+backward.
 
-``python -m seg_sparse.ops.benchmark [--shapes 256x64x128 ...] [--threads 2] [--device cpu]``
+``python -m seg_sparse.benchmark.dcn_layer [--shapes 256x64x128 ...] [--threads 2] [--device cpu]``
 
 Every repeat runs each implementation once, in turn (alternated, so load from other processes
 hits all of them alike), after a warm-up; the table shows medians over the repeats and the
@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
-from ..benchmark.timing import alternated_medians, sync_device
-from .deform_conv import deform_conv2d, deform_conv2d_at
+from seg_sparse.ops import deform_conv2d, deform_conv2d_at
+
+from .timing import alternated_medians, sync_device
 
 #: (channels, height, width, dilation): the paper model's DCN layers at 512x1024 and
 #: 1024x2048 (stages 2-4 at output stride 8: 128 / 256 / 512 channels, dilation 1 / 2 / 4)
@@ -33,6 +34,29 @@ DEFAULT_SHAPES = (
     (256, 128, 256, 2), (16, 32, 64, 1), (64, 32, 64, 2),
 )
 IMPLS = ("conv", "torchvision", "ours")
+
+
+@dataclass(frozen=True)
+class LayerMode:
+    """What one row times: the forward, or forward + backward; ``density`` < 1: ours only at
+    that fraction of the output positions (``deform_conv2d_at``, forward only)."""
+
+    backward: bool = False
+    density: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.density <= 1 or (self.backward and self.density < 1):
+            raise ValueError(f"a layer mode times the forward (+ backward at density 1) at a "
+                             f"density in (0, 1], got {self}")
+
+    @property
+    def label(self) -> str:
+        if self.density < 1:
+            return f"at {100 * self.density:g}%"
+        return "forward+backward" if self.backward else "forward"
+
+
+FORWARD, FORWARD_BACKWARD = LayerMode(), LayerMode(backward=True)
 
 
 @dataclass
@@ -107,22 +131,21 @@ def run_benchmark(
     batch: int = 1,
     repeats: int = 5,
     device: str = "cpu",
-    modes: tuple[str, ...] = ("forward", "forward+backward"),
+    modes: tuple[LayerMode, ...] = (FORWARD, FORWARD_BACKWARD),
     offset_std: float = 1.0,
     log: Callable[[str], None] | None = None,
 ) -> list[BenchRow]:
-    """Time every shape and mode; alternated implementations, one warm-up, medians. Modes:
-    ``forward``, ``forward+backward``, or ``at 30%`` (forward; ours only at 30% of the
-    output positions, through ``deform_conv2d_at``; conv and torchvision dense)."""
+    """Time every shape and mode; alternated implementations, one warm-up, medians. A mode
+    below density 1 times ours at that fraction of the output positions (forward, through
+    ``deform_conv2d_at``), conv and torchvision dense."""
     dev = torch.device(device)
     rows = []
     for channels, height, width, dilation in shapes:
         for mode in modes:
-            density = float(mode[3:-1]) / 100 if mode.startswith("at ") else 1.0
-            calls = _layer_calls(channels, height, width, dilation, batch, dev,
-                                 mode == "forward+backward", offset_std, density)
+            calls = _layer_calls(channels, height, width, dilation, batch, dev, mode.backward,
+                                 offset_std, mode.density)
             med = alternated_medians(calls, repeats, warmup=1, device=dev)
-            row = BenchRow(channels, height, width, dilation, batch, mode, med["conv"],
+            row = BenchRow(channels, height, width, dilation, batch, mode.label, med["conv"],
                            med["torchvision"], med["ours"], device, torch.get_num_threads())
             rows.append(row)
             if log is not None:
@@ -176,7 +199,7 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seg_sparse.ops.benchmark",
+    parser = argparse.ArgumentParser(prog="python -m seg_sparse.benchmark.dcn_layer",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", type=_shape, default=list(DEFAULT_SHAPES),
                         help="layer shapes CxHxW[xDILATION] (C_in = C_out, 3x3, stride 1)")
@@ -210,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {name}, forward + backward, {args.shapes[0]}\n{table}")
         return 0
     print(HEADER)
-    modes = ("forward",) if args.forward_only else ("forward", "forward+backward")
+    modes = (FORWARD,) if args.forward_only else (FORWARD, FORWARD_BACKWARD)
     for density in args.densities:
         if not 0 < density < 1:
             parser.error(f"--densities: {density} is not in (0, 1)")
-        modes += (f"at {100 * density:g}%",)
+        modes += (LayerMode(density=density),)
     rows = run_benchmark(tuple(args.shapes), args.batch, args.repeats, args.device, modes,
                          args.offset_std, log=print)
     if args.out:
