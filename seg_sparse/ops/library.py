@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .deform_conv import deform_conv2d as _eager_deform_conv2d
-from .deform_conv import dense_call, make_plan, tap_conv_backward
+from .cpu.deform_conv import deform_conv2d as _eager_deform_conv2d
+from .cpu.deform_conv import dense_call, make_plan, tap_conv_backward
 
 
 @torch.library.custom_op("seg_sparse::deform_conv2d", mutates_args=())

@@ -58,7 +58,7 @@ def logistic_noise(
     global RNG: a generator cannot enter a graph, and ``torch.rand(shape)`` rejects symbolic
     sizes. :func:`~.rng.seeded_sampling` runs a compiled model on its layers' generator by
     making it the global RNG for the call (the layers refuse to compile with a generator
-    otherwise, :meth:`~.layer.SamplingLayer.draw`).
+    otherwise, :func:`~.rng.check_generator_compiles`).
     """
     if torch.compiler.is_compiling():
         u = torch.rand_like(like)
