@@ -3,11 +3,14 @@
 * :mod:`.config` -- :func:`load_config`: read a config, merge checked ``--cfg-options``
   (:mod:`.config_options`), set the data root, check the values (:mod:`.config_values`);
 * :mod:`.model` -- build a config's model for evaluation and load a checkpoint into it,
-  refusing a checkpoint of another architecture.
+  refusing a checkpoint of another architecture;
+* :mod:`.compile` -- ``torch.compile`` of a model's network modules and of mmengine's training
+  step (``--compile``).
 
 Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for bad input.
 """
 
+from .compile import COMPILED_PARTS, compile_model, enable_compiled_training
 from .config import DATALOADERS, ConfigError, load_config, set_data_root
 from .config_options import ConfigKeyError, merge_checked_options
 from .config_values import ConfigValueError, check_config_values
@@ -21,6 +24,7 @@ from .model import (
 )
 
 __all__ = [
+    "COMPILED_PARTS",
     "DATALOADERS",
     "CheckpointMismatchError",
     "ConfigError",
@@ -31,6 +35,8 @@ __all__ = [
     "check_config_values",
     "check_state_dict_matches",
     "checkpoint_state_dict",
+    "compile_model",
+    "enable_compiled_training",
     "load_config",
     "load_weights",
     "merge_checked_options",

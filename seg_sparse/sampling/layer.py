@@ -101,10 +101,10 @@ class SamplingLayer(nn.Module):
         (a graph break per mask, :meth:`_draw_with_generator`).
         """
         generator = self._generator
-        if generator is not None and torch.compiler.is_compiling():
+        if generator is not None and (generator_is_global() or torch.compiler.is_compiling()):
             if not generator_is_global():
                 return self._draw_with_generator(which, logits)
-            generator = None
+            generator = None  # it drives the global RNG now, for eager layers too
         result = self.sampler(logits, self.training, self.temperature.value, generator)
         if self.mask_override is None:
             return SampleResult(result.prob, apply_grid_prior(result.mask, self.grid_interval))

@@ -61,7 +61,7 @@ def logistic_noise(
     otherwise, :func:`~.rng.check_generator_compiles`).
     """
     if torch.compiler.is_compiling():
-        u = torch.rand_like(like)
+        u = torch.rand_like(like, memory_format=torch.contiguous_format)  # eager's order
     else:
         if generator is not None and generator.device.type != like.device.type:
             raise ValueError(
