@@ -11,7 +11,8 @@ part (backbone / whole segmentor) and density: times, speedup (dense / sparse), 
 1.0 turns every saved FLOP into time) and peak memory. A config whose decode head samples
 too (``SparseFCNHead``) gets head masks at the same density, and its segmentor rows include
 the head (its dense twin's head computes densely). ``--train`` adds a training step of both
-models. A benchmark, not a test: run it on an otherwise idle machine.
+models, ``--compile`` eager vs torch.compile (training step and masked inference, dense twin
+and sampled). A benchmark, not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ EPILOG = """examples:
   # training step only: the CPU family at its crop and batch
   seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \\
       --train-only --train-crop 128x256 --train-batch 4
+  # eager vs torch.compile, dense twin vs sampled: training step and masked inference of the
+  # CPU family (compiling takes minutes on CPU; docs/benchmarks.md)
+  seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \
+      --train-only --compile --train-crop 128x256 --train-batch 4 --threads 2
   # the whole segmentor with the decode head sampled too (docs/sparse_head.md)
   seg-sparse bench \
       configs/sparse_fcn/sparse-fcn-sparsehead_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \
@@ -121,6 +126,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--train-batch", type=_positive, default=1,
                         help="training batch for --train (default 1)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
+    parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                        help="also time eager vs torch.compile (BACKEND, default inductor) of "
+                        "the dense twin and the sampled model: a training step at "
+                        "--train-crop / --train-batch and masked inference at that crop "
+                        "(with --train-only: only this table)")
     parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint (unpickling can run code)")
@@ -162,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     settings = _settings(args)
     args.train = args.train or args.train_only
+    compiled_with = None
+    if args.compile:
+        from .compile_args import compile_options
+
+        compiled_with = compile_options(args.compile)  # a bad backend fails before building
     models = _build_models(args, _config_path(args))
     print(machine_line(args.device))
     rows: list[dict[str, Any]] = []
@@ -173,13 +188,22 @@ def run(args: argparse.Namespace) -> int:
             memory=not args.no_memory, crossover=args.crossover)
         print(format_inference(inference))
         rows += [r.to_dict() for r in inference]
-    if args.train:
+    if args.train and not (args.train_only and args.compile):
         training = benchmark_training(
             models.sparse_train, models.dense_train, args.train_crop, args.train_batch,
             models.num_classes, models.label, repeats=settings["repeats"],
             warmup=args.warmup, memory=not args.no_memory)
         print(format_training([training]))
         rows.append(training.to_dict())
+    if compiled_with is not None:
+        from seg_sparse.benchmark.compiled import benchmark_compile, format_compile
+
+        compiled = benchmark_compile(
+            models.sparse, models.dense, models.sparse_train, models.dense_train,
+            args.train_crop, args.train_batch, models.num_classes, settings["repeats"],
+            args.warmup, compiled_with)
+        print(format_compile(compiled))
+        rows += [r.to_dict() for r in compiled]
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
@@ -196,7 +220,7 @@ def _build_models(args: argparse.Namespace, config: str):
     if args.checkpoint and not osp.isfile(args.checkpoint):
         raise CommandError(f"checkpoint '{args.checkpoint}' does not exist")
     return build_bench_models(config, args.checkpoint, args.cfg_options, args.device,
-                              args.trust_checkpoint, with_training=args.train or args.train_only)
+                              args.trust_checkpoint, with_training=args.train or bool(args.compile))
 
 
 def _load_image(model, path: str):

@@ -16,12 +16,15 @@ import os.path as osp
 from typing import Any
 
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
+from .compile_args import add_compile_argument, compile_options
 
 NAME = "test"
 METRICS_FILE = "metrics.json"
 EPILOG = """examples:
   seg-sparse test configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py \\
       work_dirs/cpu_demo/iter_300.pth --work-dir work_dirs/cpu_demo --cityscapes-eval
+  # compiled backbone and heads (torch.compile; docs/training.md)
+  seg-sparse test CONFIG CHECKPOINT --compile
   # Cityscapes submission PNGs (labelIds) for the benchmark server
   seg-sparse test CONFIG CHECKPOINT --out work_dirs/submission
   # 4 GPUs
@@ -57,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="allow a checkpoint from a trusted source that needs more than plain data to "
         "unpickle (older mmengine checkpoints); unpickling an untrusted file can run code",
     )
+    add_compile_argument(parser)
     add_common_arguments(parser)
     return parser
 
@@ -88,6 +92,10 @@ def evaluate(args: argparse.Namespace) -> int:
     runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     check_checkpoint_matches(model, args.checkpoint)
+    if args.compile:
+        from seg_sparse.apis import compile_model
+
+        compile_model(model, **compile_options(args.compile))
     per_class: dict[str, dict[str, float]] = {}
     metric_objects = runner.test_loop.evaluator.metrics
     for metric in metric_objects:
