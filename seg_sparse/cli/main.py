@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "prune",
     "demo",
     "bench",
+    "export",
 )
 EPILOG = """examples:
   seg-sparse gen-data --help
