@@ -230,3 +230,23 @@ def test_inductor_compiled_block_equals_eager_and_seeded_runs_repeat():
             compiled(x)
         runs.append(compiled_blk.last_sampling.mask2)
     assert torch.equal(*runs) and 0 < float(runs[0].mean()) < 1
+
+
+def test_compile_switches_reach_mmengine_and_refuse_unknown_backends(tmp_path, capsys):
+    from cli_support import SPARSE_CPU_CONFIG
+    from cli_support import seg_sparse as run_cli
+    from mmengine.config import Config
+
+    from seg_sparse.apis import enable_compiled_training
+
+    cfg = Config(dict(model=dict()))
+    enable_compiled_training(cfg)
+    assert cfg.compile is True  # mmengine's Runner then compiles train_step
+    cfg = Config(dict(compile=dict(mode="max-autotune")))
+    enable_compiled_training(cfg, {"backend": "aot_eager"})
+    assert cfg.compile == dict(mode="max-autotune")  # the config's own options win
+    assert run_cli("train", SPARSE_CPU_CONFIG, "--work-dir", str(tmp_path), "--compile",
+                      "nosuch") == 2
+    assert "unknown torch.compile backend 'nosuch'" in capsys.readouterr().err
+    assert run_cli("bench", SPARSE_CPU_CONFIG, "--train-only", "--compile", "nosuch") == 2
+    assert "unknown torch.compile backend 'nosuch'" in capsys.readouterr().err
