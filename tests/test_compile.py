@@ -17,6 +17,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 from sampling_reference import randomize_bn
 from test_models_segmentor import H, W, samples
+from test_sparse_head import varied_masks
 from torch import nn
 
 from seg_sparse.apis import compile_model
@@ -71,15 +72,8 @@ def segmentor(sampler: str = "stochastic") -> nn.Module:
         train_cfg=dict(), test_cfg=dict(mode="whole"))
     model = MODELS.build(cfg)
     model.init_weights()
-    generator = torch.Generator().manual_seed(0)
-    if sampler == "dense":
-        return model
-    with torch.no_grad():  # masks that vary over the image
-        predictors = [p for _, b in sparse_blocks(model.backbone) for p in (b.mask1, b.mask2)]
-        for predictor in [*predictors, *model.decode_head.sampling.masks]:
-            predictor.conv.weight.copy_(torch.randn(predictor.conv.weight.shape,
-                                                    generator=generator) * 0.3)
-            predictor.conv.bias.zero_()
+    if sampler != "dense":
+        varied_masks(model)
     return model
 
 

@@ -15,6 +15,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
+from .bench import _size
 from .common import CommandError
 
 NAME = "export"
@@ -32,16 +33,6 @@ EPILOG = """examples:
   #   logits = torch.export.load('deploy/dense.pt2').module()(images)
 """
 FORMATS = {".pt2": "pt2", ".onnx": "onnx"}
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 512x1024, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return h, w
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
