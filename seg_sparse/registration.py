@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.machinery
 import sys
-import types
 from typing import Any
+
+from seg_sparse_mmcv_hook import spec_running_after
 
 #: Already imported: register at once.
 IMMEDIATE = ("mmengine", "mmseg", "mmdet")
 #: Register right after the first of these finishes importing.
 DEFERRED = ("mmseg", "mmdet")
+MMCV_OPS = "mmcv.ops"
 #: In this order; compat first: it must be in place before anything imports mmseg's models.
 MODULES = ("compat", "datasets", "engine", "evaluation", "models")
 
@@ -54,57 +55,20 @@ def register_all_modules() -> None:
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds ``mmseg`` / ``mmdet`` with the other finders and registers once it has run; hands
-    out the mmcv.ops fallback when ``mmcv.ops`` is imported before either."""
+    """Registers once ``mmseg`` / ``mmdet`` has run; installs the mmcv.ops fallback when
+    ``mmcv.ops`` is imported before either."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname == MMCV_OPS and not _registered:
-            return _mmcv_ops_fallback_spec()
-        if fullname not in DEFERRED or _registered:
+        if _registered:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
+        if fullname == MMCV_OPS:  # the fallback is in sys.modules now (or compiled ops load)
+            from seg_sparse.compat.mmcv_ops_fallback import install
 
-
-MMCV_OPS = "mmcv.ops"
-
-
-def _mmcv_ops_fallback_spec() -> importlib.machinery.ModuleSpec | None:
-    """The fallback ``mmcv.ops`` when mmcv's compiled ops are missing (else None: the real one).
-
-    ``mmcv`` itself is imported by now (the parent of ``mmcv.ops``)."""
-    from seg_sparse.compat.mmcv_ops_fallback import install
-
-    if not install():
-        return None
-    return sys.modules[MMCV_OPS].__spec__  # its loader returns the installed package
-
-
-class _RegisteringLoader(importlib.abc.Loader):
-    """The real loader, then :func:`register_all_modules`; the module keeps the real one."""
-
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self._loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
-        register_all_modules()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
+            install()
+            return None
+        if fullname not in DEFERRED:
+            return None
+        return spec_running_after(self, fullname, path, target, register_all_modules)
 
 
 def _remove_hook() -> None:

@@ -24,16 +24,16 @@ _base_ = [{base!r}]
 crop_size = ({height}, {width})
 model = dict(data_preprocessor=dict(size=crop_size))
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=({wide}, {height}), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=({width}, {height}), keep_ratio=True),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')]
 train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,6 +1,11 @@
 """Fixtures shared by the test modules: generated data, the tiny config, a trained checkpoint.
 
 Session-scoped, so the data and the 2-iteration training run are made once per pytest run.
+
+Every test that trains (an mmengine Runner's ``train()`` in this process, or through a fixture
+that does) is marked ``slow``, so ``-m "not slow"`` skips the end-to-end runs as the README
+says: tests using a training fixture are marked here, and a guard fails any other test that
+starts a training run without the mark.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import HEIGHT, WIDTH, seg_sparse, tiny_config, unique_name
+from mmengine.runner import Runner
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +51,27 @@ def trained(synthcity: Path, tiny: str, tmp_path_factory: pytest.TempPathFactory
                     "--cfg-options", *unique_name("train"))
     assert rc == 0
     return TrainedRun(synthcity, work_dir, work_dir / "iter_2.pth", tiny)
+
+
+#: Fixtures that train (here or in the modules that define them): their users are slow.
+TRAINING_FIXTURES = frozenset({"trained", "toy_run", "trained_detector", "models",
+                               "checkpoint_file", "tested"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _training_needs_the_slow_mark(request: pytest.FixtureRequest,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that trains without the ``slow`` mark fails, naming itself."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    def guarded(runner: Runner, *args, **kwargs):  # noqa: ANN202
+        raise AssertionError(f"{request.node.nodeid} trains a model: mark it "
+                             f"@pytest.mark.slow (or use a fixture in TRAINING_FIXTURES)")
+
+    monkeypatch.setattr(Runner, "train", guarded)

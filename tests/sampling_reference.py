@@ -1,4 +1,5 @@
-"""Independent reference computations of the sampling block, written from DESIGN.md section 1.
+"""Independent reference computations of the sampling block, written from docs/design.md
+("The method as implemented").
 
 Deliberately unlike the implementation: the Gaussian weights are summed position by position
 over the window (not two separable conv passes) and divided without any eps, so these helpers

@@ -27,14 +27,14 @@ model = dict(
     decode_head=dict(in_channels=256, channels=16),
     auxiliary_head=dict(in_channels=128, channels=8))
 train_dataloader = dict(batch_size=1, dataset=dict(pipeline=[
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
     dict(type='RandomCrop', crop_size=(64, 128)),
     dict(type='PackSegInputs')]))
 _test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(128, 64), keep_ratio=True),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')]
 val_dataloader = dict(dataset=dict(pipeline=_test_pipeline))
 test_dataloader = val_dataloader
@@ -118,6 +118,20 @@ def test_sparsity_two_checkpoints(models: Models, tmp_path: Path, capsys) -> Non
     assert first["blocks"] == second["blocks"]
     width, height = png_size(out / "sparsity.png")
     assert width >= 600 and height >= 500  # two panels of 16 blocks
+
+    # where the model computes, measured in the same pass
+    assert str(out / "sparsity_regions.png") in printed
+    assert "Density on class boundaries vs interiors" in printed and "road" in printed
+    regions = first["regions"]
+    assert regions == second["regions"] and regions["images"] == 1 and regions["band"] == 1
+    assert [b["name"] for b in regions["blocks"]] == [b["name"] for b in first["blocks"]]
+    assert 0.0 < regions["boundary"] <= 1.0 and 0.0 < regions["interior"] <= 1.0
+    assert regions["boundary_interior_ratio"] == pytest.approx(
+        regions["boundary"] / regions["interior"])
+    shares = [c["share"] for c in regions["per_class"].values()]
+    assert sum(shares) == pytest.approx(1.0) and "road" in regions["per_class"]
+    width, height = png_size(out / "sparsity_regions.png")
+    assert width >= 1000 and height >= 600  # two rows of two panels
 
 
 def test_checkpoint_of_another_architecture_is_refused(models: Models, tmp_path: Path,

@@ -59,7 +59,7 @@ def test_bench_writes_rows_for_every_part_and_density(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", str(SPARSE_CPU), "--inputs", "64x128", "--densities", "1.0", "0.3",
                "--repeats", "1", "--threads", "1", "--train", "--crossover",
-               "--train-crop", "32x64", "--train-batch", "2", "--out", str(out)])
+               "--train-crop", "32x64", "--train-batch", "2", "--out-json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
     inference = [r for r in rows if r["part"] != "training"]

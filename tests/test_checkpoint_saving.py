@@ -31,6 +31,7 @@ def _checkpoint_writes(monkeypatch, on_write):
     monkeypatch.setattr(seg_sparse.fileio, "write_all", write)
 
 
+@pytest.mark.slow
 def test_failed_save_keeps_the_previous_checkpoint_and_resume_works(tmp_path, monkeypatch):
     work_dir = tmp_path / "work"
 
@@ -61,6 +62,7 @@ def test_failed_save_keeps_the_previous_checkpoint_and_resume_works(tmp_path, mo
     assert (work_dir / "last_checkpoint").read_text().endswith("iter_6.pth")
 
 
+@pytest.mark.slow
 def test_old_checkpoint_is_removed_only_after_the_new_one_is_complete(tmp_path, monkeypatch):
     work_dir = tmp_path / "work"
     seen = []
@@ -77,6 +79,7 @@ def test_old_checkpoint_is_removed_only_after_the_new_one_is_complete(tmp_path, 
     assert sorted(p.name for p in work_dir.glob("*.pth")) == ["iter_6.pth"]
 
 
+@pytest.mark.slow
 def test_superseded_best_checkpoint_is_removed_after_the_new_one(tmp_path, monkeypatch):
     work_dir = tmp_path / "work"
     seen = []

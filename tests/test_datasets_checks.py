@@ -128,3 +128,41 @@ def test_dataset_checks_file_headers_before_anything_runs(tmp_path: Path, damage
             data_root=str(tmp_path), pipeline=[],
             data_prefix=dict(img_path="leftImg8bit/val", seg_map_path="gtFine/val"))
     assert all(str(path) in str(err.value) for path in expected[1])
+
+
+def test_the_datasets_build_the_stock_loaders_of_a_config_as_the_checked_ones(tmp_path: Path):
+    """Configs name mmseg's LoadImageFromFile / LoadAnnotations (what mmseg's inference APIs
+    strip and swap); the datasets still load through the checks."""
+    from mmengine.registry import init_default_scope
+
+    from seg_sparse.datasets import CheckedCocoDataset
+
+    init_default_scope("mmseg")
+    # 3 is a Cityscapes class outside the 3 below (mmseg maps it to 255), 25 none at all
+    _, ann = _write_pair(tmp_path, "val", "city_000000_000000", np.array([[0, 1], [3, 25]]))
+    stock = [dict(type="LoadImageFromFile"), dict(type="mmseg.LoadAnnotations"),
+             dict(type="PackSegInputs")]
+    dataset = CheckedCityscapesDataset(
+        data_root=str(tmp_path), pipeline=stock,
+        metainfo=dict(classes=("road", "sidewalk", "building")),
+        data_prefix=dict(img_path="leftImg8bit/val", seg_map_path="gtFine/val"))
+    load_image, load_labels, _ = dataset.pipeline.transforms
+    assert type(load_image) is CheckedLoadImageFromFile
+    assert type(load_labels) is CheckedLoadAnnotations
+    assert (load_labels.num_classes, load_labels.ignore_index) == (3, 255)
+    with pytest.raises(InvalidLabelError, match=r"values \[25\] outside \{0..2, 255\}") as err:
+        dataset[0]
+    assert str(ann) in str(err.value)
+    tta = CheckedCityscapesDataset(
+        data_root=str(tmp_path), data_prefix=dict(img_path="leftImg8bit/val",
+                                                  seg_map_path="gtFine/val"),
+        pipeline=[dict(type="LoadImageFromFile"), dict(type="TestTimeAug", transforms=[
+            [dict(type="RandomFlip", prob=p) for p in (0.0, 1.0)],
+            [dict(type="LoadAnnotations")], [dict(type="PackSegInputs")]])])
+    with pytest.raises(InvalidLabelError, match=r"values \[25\]"):  # checked inside TTA too
+        tta[0]
+    init_default_scope("mmdet")
+    coco = CheckedCocoDataset(data_root=str(tmp_path), lazy_init=True,
+                              pipeline=[dict(type="LoadImageFromFile", to_float32=True)])
+    (loader,) = coco.pipeline.transforms
+    assert type(loader) is CheckedLoadImageFromFile and loader.to_float32

@@ -54,7 +54,8 @@ def two_runs(tmp_path_factory) -> list[tuple[dict, str]]:
 def test_two_runs_on_one_machine_give_identical_figures(two_runs):
     (first, _), (second, _) = two_runs
     for model in ("dense", "sparse", "sparse_head"):
-        for key in ("mIoU", "gflops", "mean_density", "block_densities", "head_densities"):
+        for key in ("mIoU", "gflops", "mean_density", "block_densities", "head_densities",
+                    "where_computed"):
             assert first[model][key] == second[model][key], (model, key)
 
 
@@ -88,6 +89,15 @@ def test_demo_writes_report_figures_and_checkpoints(two_runs):
     assert report["sparse"]["head_densities"] == {}
     assert report["sparse_head_vs_sparse"]["total_gflops_ratio"] == pytest.approx(
         head["gflops"]["total"] / report["sparse"]["gflops"]["total"])
+    # where the sampling models compute: class boundaries vs interiors, per class
+    assert report["dense"]["where_computed"] is None and "boundary / interior" in printed
+    for key in ("sparse", "sparse_head"):
+        where = report[key]["where_computed"]
+        assert where["band"] == 1 and 0.0 < where["interior"] <= 1.0
+        assert where["boundary_interior_ratio"] == pytest.approx(
+            where["boundary"] / where["interior"])
+        assert sum(c["share"] for c in where["per_class"].values()) == pytest.approx(1.0)
+        assert f"{where['boundary_interior_ratio']:.2f}" in printed
     assert set(report["figures"]) == {"mask_overlay", "head_mask_overlay",
                                       "stochastic_vs_deterministic", "sparsity"}
     for path in report["figures"].values():

@@ -98,6 +98,7 @@ def test_image_listed_but_missing_on_disk(valid, synthcoco, tmp_path):
         CheckedCocoDataset(ann_file=path, data_root=str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_annotation_file_in_one_line(valid, synthcoco, tmp_path, capsys):
     """`seg-sparse train` on a detection config whose train annotations are broken: exit 2."""
     from det_support import small_config

@@ -63,9 +63,9 @@ def test_checkpoint_adds_measured_densities(tmp_path, capsys):
         "             decode_head=dict(in_channels=256, channels=16),\n"
         "             auxiliary_head=dict(in_channels=128, channels=8))\n"
         "val_dataloader = dict(dataset=dict(pipeline=[\n"
-        "    dict(type='CheckedLoadImageFromFile'),\n"
+        "    dict(type='LoadImageFromFile'),\n"
         "    dict(type='Resize', scale=(128, 64), keep_ratio=True),\n"
-        "    dict(type='CheckedLoadAnnotations', num_classes=19),\n"
+        "    dict(type='LoadAnnotations'),\n"
         "    dict(type='PackSegInputs')]))\n")
     init_default_scope("mmseg")
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ import pytest
 PROBE = r"""
 import json, sys
 import torch
+from mmengine.analysis import complexity_analysis as analysis
 from mmengine.fileio import io as file_io
 from mmengine.registry import HOOKS as ROOT_HOOKS, MODEL_WRAPPERS, MODELS
 from mmengine.runner import CheckpointLoader
@@ -29,6 +30,8 @@ def observe():
         "schemes": sorted(CheckpointLoader._schemes),
         "backends": {n: repr(b) for n, b in file_io.backends.items()},
         "root_hooks": sorted(ROOT_HOOKS.module_dict),
+        "flop_handles": {n: repr(h) for n, h in analysis._DEFAULT_SUPPORTED_FLOP_OPS.items()},
+        "activation_handles": sorted(analysis._DEFAULT_SUPPORTED_ACT_OPS),
     }
 
 
@@ -42,7 +45,7 @@ print(json.dumps({"before": before, "after": observe(),
                   "mmdet_hooks": sorted(DET_HOOKS.module_dict)}))
 """
 OUR_HOOKS = {"AtomicCheckpointHook", "SafeCheckpointHook", "SparseTemperatureHook",
-             "SparseFlopsHook"}
+             "SparseFlopsHook", "SparseVisualizationHook", "TestProgressHook"}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,15 @@ def test_one_file_backend_is_added_and_none_replaced(effects):
     before, after = effects["before"], effects["after"]
     assert set(after["backends"]) - set(before["backends"]) == {"seg_sparse_atomic_local"}
     assert all(after["backends"][name] == value for name, value in before["backends"].items())
+
+
+def test_mmengine_flop_counter_gets_the_dcn_handle_and_nothing_else_changes(effects):
+    before, after = effects["before"], effects["after"]
+    added = set(after["flop_handles"]) - set(before["flop_handles"])
+    assert added == {"torchvision::deform_conv2d"}
+    assert all(after["flop_handles"][name] == value
+               for name, value in before["flop_handles"].items())
+    assert set(after["activation_handles"]) - set(before["activation_handles"]) == added
 
 
 def test_hooks_are_registered_in_the_mmseg_and_mmdet_scopes_only(effects):

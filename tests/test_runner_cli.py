@@ -28,18 +28,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tested(trained, tmp_path_factory):
-    """`seg-sparse test --out DIR --cityscapes-eval` on the trained checkpoint."""
+    """`seg-sparse test --submission-dir DIR --cityscapes-eval --out DIR --show-dir DIR` on the
+    trained checkpoint, with the config's log level at WARNING."""
     work_dir = tmp_path_factory.mktemp("test")
     out_dir = work_dir / "submission"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         rc = seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
-                        str(work_dir), "--data-root", str(trained.root), "--out", str(out_dir),
-                        "--cityscapes-eval", "--cfg-options",
-                        *unique_name("test"))
+                        str(work_dir), "--data-root", str(trained.root), "--submission-dir",
+                        str(out_dir), "--cityscapes-eval", "--out", str(work_dir / "pred"),
+                        "--show-dir", str(work_dir / "painted"), "--cfg-options",
+                        "log_level=WARNING", *unique_name("test"))
     assert rc == 0
     report = json.loads((work_dir / "metrics.json").read_text())
-    return report, out_dir, stdout.getvalue()
+    return report, out_dir, stdout.getvalue() + stderr.getvalue()
 
 
 def test_train_writes_weights_only_loadable_checkpoint(trained):
@@ -66,7 +68,29 @@ def test_per_class_table_is_printed(tested):
     assert f"mIoU: {report['metrics']['mIoU']:.2f}" in printed
 
 
-def test_out_writes_cityscapes_labelids_pngs(tested, trained):
+def test_out_writes_the_predicted_train_ids_as_mmseg_does(tested, trained):
+    report, out_dir, printed = tested
+    pred_dir = out_dir.parent / "pred"
+    val_images = sorted((trained.root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))
+    written = sorted(pred_dir.glob("*.png"))
+    assert [p.name for p in written] == [p.name for p in val_images]
+    for png, image in zip(written, val_images):
+        pred = np.array(Image.open(png))
+        assert pred.shape == np.array(Image.open(image)).shape[:2]
+        assert set(np.unique(pred).tolist()) <= set(range(19))  # train ids, not label ids
+    assert report["predictions"] == str(pred_dir)
+    assert "2/2" in printed  # the progress bar, although log_level is WARNING
+
+
+def test_show_dir_saves_a_painted_prediction_per_image(tested, trained):
+    _, out_dir, _ = tested
+    painted = sorted((out_dir.parent / "painted").rglob("*.png"))
+    names = [p.name for p in painted]
+    for image in (trained.root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"):
+        assert any(image.stem in name for name in names), (image.name, names)
+
+
+def test_submission_dir_writes_cityscapes_labelids_pngs(tested, trained):
     report, out_dir, _ = tested
     val_images = sorted((trained.root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))
     written = sorted(out_dir.glob("*.png"))
@@ -77,7 +101,22 @@ def test_out_writes_cityscapes_labelids_pngs(tested, trained):
         gt_path = next(trained.root.glob(f"gtFine/val/*/{gt_name}"))
         assert pred.shape == np.array(Image.open(gt_path)).shape
         assert set(np.unique(pred).tolist()) <= CITYSCAPES_EVAL_IDS
-    assert report["predictions_dir"] == str(out_dir)
+    assert report["submission_dir"] == str(out_dir)
+
+
+def test_tta_tests_every_pass_and_counts_the_gflops_of_all(tested, trained, tmp_path):
+    from seg_sparse.cli.test import TTA_SCALE_FACTORS
+
+    report, _, _ = tested
+    rc = seg_sparse("test", trained.config, str(trained.checkpoint), "--work-dir",
+                    str(tmp_path), "--data-root", str(trained.root), "--tta", "--cfg-options",
+                    *unique_name("tta"))
+    assert rc == 0
+    tta = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert 0 <= tta["mIoU"] <= 100
+    passes = 2 * sum(f * f for f in TTA_SCALE_FACTORS)  # in test-size areas, flipped and not
+    assert tta["gflops_total_dense"] == pytest.approx(
+        passes * report["metrics"]["gflops_total_dense"], rel=0.03)
 
 
 def test_official_evaluation_agrees_with_iou_metric(tested):

@@ -1,4 +1,5 @@
-"""The sparse block pinned down against an independent reference forward (DESIGN.md section 1).
+"""The sparse block pinned down against an independent reference forward (docs/design.md,
+"The method as implemented").
 
 A test-double sampler hands the block fixed, non-trivial binary masks, so a misplaced or
 swapped interpolation, a wrong mask resolution, a grid prior applied in the wrong place, a

@@ -357,7 +357,7 @@ def test_bench_gives_the_head_masks_and_counts_it_in_the_segmentor_rows(tmp_path
         config = cpu / f"{name}_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py"
         assert main(["bench", str(config), "--inputs", "64x128", "--densities", "0.3",
                      "--parts", "segmentor", "--repeats", "1", "--threads", "1",
-                     "--no-memory", "--out", str(out)]) == 0
+                     "--no-memory", "--out-json", str(out)]) == 0
         (row,) = json.loads(out.read_text())
         assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
         ratios[name] = row["flops_ratio"]

@@ -3,7 +3,8 @@
 
 * :mod:`.loading` -- config + checkpoint -> :class:`LoadedModel`; :func:`evaluate` -> mIoU,
   per-block densities and GFLOPs (the sparse metric of ``seg-sparse test``).
-* :mod:`.sparsity` -- per-block density of conv1 / conv2 / conv3.
+* :mod:`.sparsity` -- per-block density of conv1 / conv2 / conv3; :mod:`.sparsity_regions` --
+  where the model computes: density on class boundaries vs interiors and per class.
 * :mod:`.curve` -- GFLOPs vs accuracy points from result JSONs, grouped by method family.
 * :mod:`.stability` -- N evaluations with different sampling seeds: mean / std.
 * :mod:`.prune` -- global L1 pruning of backbone convs; GFLOPs of non-zero weights.

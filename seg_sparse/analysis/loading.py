@@ -12,7 +12,7 @@ import contextlib
 import io
 import os.path as osp
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,10 @@ from torch import nn
 from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
 from seg_sparse.flops import FlopsReport
 from seg_sparse.sampling import sampling_layers
+
+#: Called after every evaluated batch with its predictions and the dataset's metainfo, while
+#: the model still holds that batch's masks (e.g. :class:`~.sparsity_regions.RegionCollector`).
+BatchObserver = Callable[[Sequence[Any], Mapping[str, Any]], None]
 
 
 @dataclass
@@ -113,12 +117,13 @@ def load_model(
 
 
 def evaluate(loaded: LoadedModel, num_images: int | None = None,
-             seed: int | None = 0) -> Evaluation:
+             seed: int | None = 0, on_batch: BatchObserver | None = None) -> Evaluation:
     """mIoU (mAP), per-block densities and GFLOPs on the first ``num_images`` validation images
     (all of them when None), with the sparse metric of ``seg-sparse test``.
 
     Stochastic masks are drawn from a generator seeded with ``seed`` (None: torch's global
-    RNG), so an evaluation can be repeated exactly.
+    RNG), so an evaluation can be repeated exactly. ``on_batch`` sees every batch's
+    predictions (:data:`BatchObserver`).
     """
     from mmengine.logging import MMLogger
 
@@ -128,7 +133,7 @@ def evaluate(loaded: LoadedModel, num_images: int | None = None,
     logger.setLevel("WARNING")  # mmengine's dataset / metric chatter: commands print tables
     set_sampling_seed(loaded.model, seed)
     try:
-        info, metric = evaluate_on_val_images(loaded.model, loaded.cfg, count)
+        info, metric = evaluate_on_val_images(loaded.model, loaded.cfg, count, on_batch)
     finally:
         logger.setLevel(level)
         set_sampling_seed(loaded.model, None)
@@ -173,8 +178,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, (sum((v - mean) ** 2 for v in values) / n) ** 0.5
 
 
-def evaluate_on_val_images(model, cfg: Config,
-                           num_images: int) -> tuple[dict[str, Any], Any]:
+def evaluate_on_val_images(model, cfg: Config, num_images: int,
+                           on_batch: BatchObserver | None = None) -> tuple[dict[str, Any], Any]:
     """Evaluate ``model`` with the sparse metric on the first ``num_images`` validation images.
 
     Returns ({num_images, measured_input_shape, metric (name of the accuracy: mIoU, or mAP
@@ -207,6 +212,8 @@ def evaluate_on_val_images(model, cfg: Config,
         for batch in loader:
             with torch.no_grad():  # as mmengine's test loop (detections keep no graph)
                 outputs = model.test_step(batch)[: num_images - done]
+            if on_batch is not None:
+                on_batch(outputs, dataset.metainfo)
             metric.process(batch, [o.to_dict() for o in outputs])
             done += len(outputs)
             bar.update(len(outputs))

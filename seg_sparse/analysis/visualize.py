@@ -20,9 +20,11 @@ from mmengine.config import Config
 
 from seg_sparse.visualization import (
     collect_head_masks,
-    detection_panel,
+    image_geometry,
     mask_overlay_figure,
     predict_with_masks,
+    prediction_panel,
+    resize_to,
     resolve_blocks,
     sampling_blocks,
     stochastic_vs_deterministic_figure,
@@ -52,16 +54,21 @@ def find_images(image_or_dir: str) -> list[str]:
 
 
 def inference_pipeline(cfg: Config):
-    """The config's test pipeline without label loading (a bare image has no labels)."""
+    """The config's test pipeline without label loading (a bare image has no labels), its
+    image loader the checked one (as the Checked datasets build it)."""
     from mmcv.transforms import Compose
     from mmengine.registry import init_default_scope
+
+    from seg_sparse.datasets.transforms import CheckedLoadImageFromFile, with_checked_loading
 
     init_default_scope(cfg.get("default_scope", "mmseg"))
     loader = cfg.get("test_dataloader") or cfg.get("val_dataloader")
     steps = (loader or {}).get("dataset", {}).get("pipeline") or cfg.get("test_pipeline")
     if not steps:
         raise ValueError("the config has no test pipeline (test_dataloader.dataset.pipeline)")
-    return Compose([s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")])
+    steps = [s for s in steps if not str(s.get("type", "")).endswith("LoadAnnotations")]
+    return Compose(with_checked_loading(steps, {
+        "LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
 
 
 def check_images_decode(images: Sequence[str]) -> None:
@@ -149,12 +156,10 @@ def visualize_images(
         sample, masks = predict_with_masks(model, data, shown)
         head_masks = {}
         if "pred_sem_seg" in sample:
-            prediction = sample.pred_sem_seg.data[0].cpu().numpy()
-            image = _match(image, prediction.shape)
-            legend = {}
-            head_masks = collect_head_masks(model, prediction.shape)
-        else:
-            prediction, legend = detection_panel(image, sample.pred_instances, loaded.cfg)
+            size = image_geometry(sample)[0]
+            image = resize_to(image, size)
+            head_masks = collect_head_masks(model, size)
+        prediction, legend = prediction_panel(image, sample, loaded.cfg)
         stem = osp.splitext(osp.basename(path))[0]
         masks_png = osp.join(out_dir, f"{stem}_masks.png")
         mask_overlay_figure(
@@ -175,11 +180,3 @@ def visualize_images(
                                     {n: m.density for n, m in head_masks.items()}))
     return written
 
-
-def _match(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The image at the prediction's size (they differ only if the pipeline resized labels)."""
-    if image.shape[:2] == tuple(shape):
-        return image
-    import mmcv
-
-    return mmcv.imresize(image, (shape[1], shape[0]))

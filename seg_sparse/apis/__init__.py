@@ -6,6 +6,9 @@
   refusing a checkpoint of another architecture;
 * :mod:`.compile` -- ``torch.compile`` of a model's network modules and of mmengine's training
   step (``--compile``).
+* :mod:`.inference` -- :func:`inference_with_masks`: an image's prediction with its sampling
+  masks and densities (docs/inference.md); :mod:`.inferencers` -- mmseg's / mmdet's
+  Inferencers that also return densities and masks and draw mask figures.
 
 Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for bad input.
 """
@@ -14,6 +17,7 @@ from .compile import COMPILED_PARTS, compile_model, enable_compiled_training
 from .config import DATALOADERS, ConfigError, load_config, set_data_root
 from .config_options import ConfigKeyError, merge_checked_options
 from .config_values import ConfigValueError, check_config_values
+from .inference import MaskedPrediction, inference_with_masks
 from .model import (
     CheckpointMismatchError,
     build_eval_model,
@@ -30,6 +34,7 @@ __all__ = [
     "ConfigError",
     "ConfigKeyError",
     "ConfigValueError",
+    "MaskedPrediction",
     "build_eval_model",
     "check_checkpoint_matches",
     "check_config_values",
@@ -37,6 +42,7 @@ __all__ = [
     "checkpoint_state_dict",
     "compile_model",
     "enable_compiled_training",
+    "inference_with_masks",
     "load_config",
     "load_weights",
     "merge_checked_options",

@@ -25,16 +25,16 @@ from typing import Any
 
 from mmengine.config import DictAction
 
-from .common import CommandError
+from .common import CommandError, DeprecatedAlias
 
 NAME = "bench"
 DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
 QUICK = dict(inputs=["512x1024"], densities=[1.0, 0.5, 0.3], repeats=3)
 EPILOG = """examples:
   # the paper's model (default config), 512x1024, densities 1.0 / 0.5 / 0.3 (a few minutes)
-  seg-sparse bench --quick --out bench.json
+  seg-sparse bench --quick --out-json bench.json
   # the full table: 512x1024 and 1024x2048, densities 1.0 0.75 0.5 0.3 0.15, 2 threads
-  seg-sparse bench --threads 2 --out bench.json
+  seg-sparse bench --threads 2 --out-json bench.json
   # a trained checkpoint's own masks on a Cityscapes image, plus the training step
   seg-sparse bench CONFIG --checkpoint iter_60000.pth \\
       --image frankfurt_000000_000294_leftImg8bit.png --train
@@ -51,6 +51,8 @@ EPILOG = """examples:
       --inputs 512x1024 --parts segmentor --densities 1.0 0.5 0.3 --threads 2
   # on a GPU
   seg-sparse bench --device cuda --quick
+  # on a GPU, the backends side by side (masked / compiled / Triton / CUDA graph / auto)
+  seg-sparse bench --device cuda --quick --backends --precisions default bf16
 """
 
 
@@ -125,13 +127,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="training crop for --train (default 512x1024)")
     parser.add_argument("--train-batch", type=_positive, default=1,
                         help="training batch for --train (default 1)")
+    parser.add_argument("--backends", action="store_true",
+                        help="instead of the table above: dense, masked, compiled masked, "
+                        "sparse (the device's backend: Triton on CUDA), sparse in a CUDA "
+                        "graph (CUDA) and auto side by side (docs/gpu.md)")
+    parser.add_argument("--precisions", nargs="+", choices=("default", "fp32", "tf32", "bf16"),
+                        default=["default"], help="with --backends: torch's defaults (TF32 "
+                        "convolutions), no TF32, TF32 everywhere, bfloat16 autocast (default: "
+                        "default)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
     parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
                         help="also time eager vs torch.compile (BACKEND, default inductor) of "
                         "the dense twin and the sampled model: a training step at "
                         "--train-crop / --train-batch and masked inference at that crop "
                         "(with --train-only: only this table)")
-    parser.add_argument("--out", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--out-json", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--out", dest="out_json", action=DeprecatedAlias,
+                        replacement="--out-json")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a trusted legacy checkpoint (unpickling can run code)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
@@ -164,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.image and not args.checkpoint:
         raise CommandError("--image needs --checkpoint (it times the checkpoint's own masks)")
+    if args.image and args.backends:
+        raise CommandError("--image is not supported with --backends (exact-density masks "
+                           "only)")
     if args.image and not osp.isfile(args.image):
         raise CommandError(f"image '{args.image}' does not exist")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -180,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
     models = _build_models(args, _config_path(args))
     print(machine_line(args.device))
     rows: list[dict[str, Any]] = []
-    if not args.train_only:
+    if args.backends and not args.train_only:
+        rows += _backend_rows(args, models, settings)
+    elif not args.train_only:
         image = _load_image(models.sparse, args.image) if args.image else None
         inference = benchmark_inference(
             models.sparse, models.dense, settings["inputs"], settings["densities"],
@@ -204,11 +221,11 @@ def run(args: argparse.Namespace) -> int:
             args.warmup, compiled_with)
         print(format_compile(compiled))
         rows += [r.to_dict() for r in compiled]
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
+    if args.out_json:
+        os.makedirs(osp.dirname(osp.abspath(args.out_json)), exist_ok=True)
+        with open(args.out_json, "w") as f:
             json.dump(rows, f, indent=2)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out_json}")
     return 0
 
 
@@ -227,3 +244,24 @@ def _load_image(model, path: str):
     from seg_sparse.benchmark.models import preprocess_image
 
     return preprocess_image(model, path)
+
+
+def _backend_rows(args: argparse.Namespace, models, settings: dict[str, Any]) -> list[dict]:
+    """``--backends``: the backends table (seg_sparse.benchmark.backends), printed as markdown."""
+    from seg_sparse.benchmark.backends import benchmark_backends, crossover_hint, format_backends
+
+    notes: list[str] = []
+    # the compiled column on CUDA only: inductor's CPU compile of the whole model takes
+    # minutes on a small machine
+    compiled = ("default",) if args.device.startswith("cuda") else ()
+    if not compiled:
+        notes.append("no compiled masked column on CPU")
+    rows = benchmark_backends(models.sparse, models.dense, settings["inputs"],
+                              settings["densities"], args.parts, args.precisions,
+                              settings["repeats"], args.warmup, compile_precisions=compiled,
+                              notes=notes)
+    print(format_backends(rows))
+    print(crossover_hint(rows))
+    for note in notes:
+        print(f"note: {note}")
+    return [r.to_dict() for r in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
@@ -27,6 +28,23 @@ CPU_DIST_TIMEOUT_S = 600
 
 class CommandError(UserInputError, RuntimeError):
     """A usage problem detected by the CLI itself (printed without a traceback)."""
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old option spelling kept working: stores into the new option's ``dest`` and says on
+    stderr which spelling replaces it (``help`` is hidden)."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str,
+                 **kwargs: object) -> None:
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"warning: {parser.prog} {option_string} is deprecated, use {self.replacement}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

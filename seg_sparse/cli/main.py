@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "bench",
     "export",
+    "gpu_check",
 )
 EPILOG = """examples:
   seg-sparse gen-data --help

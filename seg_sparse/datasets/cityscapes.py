@@ -5,22 +5,48 @@ folder is missing, which later surfaces as an obscure sampler error (or, worse, 
 another split). This subclass checks the folders and the pairing of images and labels up front,
 and reads every image's and label map's header (sizes only, nothing is decoded: well under a
 second for Cityscapes' 500 val images) so that an empty or unreadable file, or an image whose
-size differs from its label map, stops the run before it starts, naming the files.
+size differs from its label map, stops the run before it starts, naming the files. Its
+pipeline's ``LoadImageFromFile`` and ``LoadAnnotations`` steps run as the checked loaders
+(:mod:`.transforms`): a file that does not decode, a label value that is not a class of the
+dataset, or a label map of another size than its image is named when it is loaded.
 """
 
 from __future__ import annotations
 
 import os.path as osp
+from collections.abc import Sequence
+from typing import Any
 
+from mmengine.dataset import Compose
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS
 
-from .transforms import check_same_size, image_size
+from .transforms import (
+    CheckedLoadAnnotations,
+    CheckedLoadImageFromFile,
+    check_same_size,
+    image_size,
+    with_checked_loading,
+)
 
 
 @DATASETS.register_module()
 class CheckedCityscapesDataset(CityscapesDataset):
-    """``CityscapesDataset`` with explicit errors for missing folders, images or labels."""
+    """``CityscapesDataset`` with explicit errors for missing folders, images or labels.
+
+    ``pipeline``: as mmseg's; ``LoadImageFromFile`` / ``LoadAnnotations`` steps are built as
+    :class:`CheckedLoadImageFromFile` / :class:`CheckedLoadAnnotations` (label values checked
+    against this dataset's classes and ``ignore_index``).
+    """
+
+    def __init__(self, pipeline: Sequence[Any] = (), **kwargs: Any) -> None:
+        super().__init__(pipeline=[], **kwargs)
+        self.pipeline = Compose(with_checked_loading(pipeline, {
+            "LoadImageFromFile": (CheckedLoadImageFromFile, {}),
+            "LoadAnnotations": (CheckedLoadAnnotations, {
+                "num_classes": len(self.metainfo["classes"]),
+                "ignore_index": self.ignore_index}),
+        }))
 
     def load_data_list(self) -> list[dict]:
         img_dir = self.data_prefix.get("img_path")

@@ -24,16 +24,18 @@ import json
 import logging
 import math
 import os.path as osp
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine.dataset import Compose
 from mmengine.logging import print_log
 
-from .transforms import BadDataError, CheckedLoadImageFromFile
+from .transforms import BadDataError, CheckedLoadImageFromFile, with_checked_loading
 
-# detection pipelines name the checked image loader too (mmdet's registry scope)
+# configs written before the checked loader was swapped in by the dataset name it in mmdet's
+# scope
 TRANSFORMS.register_module(module=CheckedLoadImageFromFile)
 
 IMAGE_KEYS = {"id": int, "file_name": str, "height": int, "width": int}
@@ -147,7 +149,13 @@ def check_coco_annotations(path: str, require_annotations: bool = True) -> dict[
 @DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` (same arguments) that checks the annotation file
-    (:func:`check_coco_annotations`) and that every listed image exists on disk."""
+    (:func:`check_coco_annotations`) and that every listed image exists on disk, and builds
+    its pipeline's ``LoadImageFromFile`` as :class:`CheckedLoadImageFromFile`."""
+
+    def __init__(self, pipeline: Sequence[Any] = (), **kwargs: Any) -> None:
+        super().__init__(pipeline=[], **kwargs)
+        self.pipeline = Compose(with_checked_loading(
+            pipeline, {"LoadImageFromFile": (CheckedLoadImageFromFile, {})}))
 
     def load_data_list(self) -> list[dict]:
         if self.data_root and not osp.isdir(self.data_root):

@@ -5,11 +5,18 @@ for an empty one), mmseg's annotation loader crashes with ``'NoneType' object ha
 'squeeze'``; neither checks label values or that image and label map have the same size, so a
 label map in labelIds instead of trainIds trains silently on wrong targets and a size mismatch
 crashes later in the metric or batch stacking without naming either file.
+
+Configs name the stock loaders (``LoadImageFromFile``, ``LoadAnnotations``), the names mmseg's
+and mmdet's inference APIs look for when they strip label loading and swap the image loader;
+the ``Checked*`` datasets build those steps as the checked subclasses below
+(:func:`with_checked_loading`), so training, validation and testing keep the checks.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -113,6 +120,41 @@ class CheckedLoadAnnotations(LoadAnnotations):
             f"{super().__repr__()[:-1]}, num_classes={self.num_classes}, "
             f"ignore_index={self.ignore_index})"
         )
+
+
+def with_checked_loading(pipeline: Sequence[Any],
+                         checked: Mapping[str, tuple[type, dict]]) -> list[Any]:
+    """``pipeline`` (transform configs) with each step named in ``checked`` (by its registry
+    name, with or without a scope prefix such as ``mmseg.``, or by its class) built as the
+    checked class given there, with the same arguments plus the given defaults.
+
+    ``checked``: stock name -> (checked class, default arguments), e.g.
+    ``{"LoadAnnotations": (CheckedLoadAnnotations, {"num_classes": 19})}``. Steps given as
+    built transforms, or of other types, are kept as they are; the ``transforms`` of a wrapper
+    step (``TestTimeAug``: lists of alternatives) are mapped the same way.
+    """
+    out = []
+    for step in pipeline:
+        if isinstance(step, Mapping):
+            match = next((v for k, v in checked.items() if _names(step.get("type"), k, v[0])),
+                         None)
+            if match is not None:
+                cls, defaults = match
+                step = {**defaults, **step, "type": cls}
+            elif isinstance(step.get("transforms"), (list, tuple)):
+                step = {**step, "transforms": [
+                    with_checked_loading(inner, checked) if isinstance(inner, (list, tuple))
+                    else with_checked_loading([inner], checked)[0]
+                    for inner in step["transforms"]]}
+        out.append(step)
+    return out
+
+
+def _names(kind: Any, stock_name: str, checked: type) -> bool:
+    """A config's ``type`` names the stock transform that ``checked`` subclasses."""
+    if isinstance(kind, str):
+        return kind.rpartition(".")[2] == stock_name
+    return kind is checked.__base__
 
 
 def _is_empty(path: str) -> bool:

@@ -38,6 +38,8 @@ def model_entry(run: ModelRun) -> dict[str, Any]:
         "block_densities": {k: [float(d) for d in v] for k, v in m["sampling_densities"].items()},
         "head_mean_density": float(m.get("head_density_mean", 1.0)),
         "head_densities": {k: float(d) for k, d in m.get("head_sampling_densities", {}).items()},
+        "where_computed": None if run.regions is None else {
+            "band": run.regions.band, **run.regions.summary()},
         "train_time_s": run.train_time_s,
         "eval_time_s": run.eval_time_s,
         "iterations": run.iterations,
@@ -87,11 +89,16 @@ def write_report(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _ratio(where: dict[str, Any] | None) -> str:
+    return "-" if where is None else f"{where['boundary_interior_ratio']:.2f}"
+
+
 def format_summary(report: dict[str, Any], report_path: Path) -> str:
     """The table of both models and the list of files written."""
     table = PrettyTable()
     table.field_names = ["model", "mIoU", "GFLOPs backbone", "GFLOPs head", "GFLOPs total",
-                         "mean density", "head density", "train s", "eval s"]
+                         "mean density", "head density", "boundary / interior", "train s",
+                         "eval s"]
     table.align = "r"
     table.align["model"] = "l"
     for key in MODEL_KEYS:
@@ -99,6 +106,7 @@ def format_summary(report: dict[str, Any], report_path: Path) -> str:
         table.add_row([key, f"{e['mIoU']:.2f}", f"{e['gflops']['backbone']:.4f}",
                        f"{e['gflops']['head']:.4f}", f"{e['gflops']['total']:.4f}",
                        f"{e['mean_density']:.3f}", f"{e['head_mean_density']:.3f}",
+                       _ratio(e["where_computed"]),
                        f"{e['train_time_s']:.0f}", f"{e['eval_time_s']:.0f}"])
     ratio = report["sparse_vs_dense"]
     head = report["sparse_head_vs_sparse"]
@@ -113,6 +121,8 @@ def format_summary(report: dict[str, Any], report_path: Path) -> str:
         f"sparse_head / sparse total GFLOPs: {100 * head['total_gflops_ratio']:.1f}% "
         f"(head {100 * head['head_gflops_ratio']:.1f}%); mIoU difference "
         f"{head['miou_difference']:+.2f}",
+        "boundary / interior: backbone density on class boundaries (1 cell of each mask's "
+        "grid from a class edge) over the density inside classes (docs/analysis.md)",
         "",
         "Written:",
         f"  report       {report_path}",

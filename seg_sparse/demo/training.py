@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from seg_sparse.analysis.sparsity_regions import RegionCollector, RegionSparsity
 from seg_sparse.apis import DATALOADERS, load_config
 from seg_sparse.sampling import set_sampling_generator
 
@@ -42,6 +44,9 @@ class ModelRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
+    #: where the model computes (class boundaries vs interiors), from the evaluation pass;
+    #: None for a model without sampling blocks
+    regions: RegionSparsity | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -167,13 +172,29 @@ def sampling_generator(model: torch.nn.Module, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+class _RegionHook(Hook):
+    """Hands every test batch's predictions to a :class:`RegionCollector` while the model
+    still holds that batch's masks (the masks the metric's densities come from)."""
+
+    def __init__(self, collector: RegionCollector) -> None:
+        self.collector = collector
+
+    def after_test_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
+                        outputs: Any = None) -> None:
+        self.collector(outputs or (), runner.test_dataloader.dataset.metainfo)
+
+
 def evaluate(run: ModelRun, seed: int) -> None:
-    """mIoU, GFLOPs and densities on the validation scenes (stochastic masks, seeded)."""
+    """mIoU, GFLOPs, densities and where the model computes on the validation scenes
+    (stochastic masks, seeded)."""
     set_sampling_generator(run.model, sampling_generator(run.model, seed))
+    collector = RegionCollector(run.model)
+    run.runner.register_hook(_RegionHook(collector))
     start = time.perf_counter()
     metrics = run.runner.test()
     run.eval_time_s = time.perf_counter() - start
     set_sampling_generator(run.model, None)
+    run.regions = collector.result
     missing = [k for k in REQUIRED_METRICS if k not in metrics]
     if missing:
         raise DemoError(

@@ -23,7 +23,10 @@ missing and a warning says how to add the hook. The mean densities are applied t
 of each image's input shape and averaged over images. Models without densities (plain mmseg
 segmentors) get the dense figures only, at the ``batch_input_shape`` of their predictions.
 The counts are for whole-image inference (``test_cfg=dict(mode='whole')``); slide inference
-runs the network once per crop, which this metric does not multiply in.
+runs the network once per crop, which this metric does not multiply in. Test-time augmentation
+(``seg-sparse test --tta``, :mod:`seg_sparse.models.tta`) runs it once per augmentation: those
+predictions list every pass's input shape (``sampling_input_shapes``), and the GFLOPs per image
+are the sum over them.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from torch import nn
 
 from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.models.segmentors import DENSITIES_KEY, HEAD_DENSITIES_KEY, INPUT_SHAPE_KEY
+from seg_sparse.models.sparse_model import INPUT_SHAPES_KEY
 
 from .cityscapes_official import CityscapesOfficialMetric
 
@@ -51,7 +55,7 @@ _SHAPE_KEYS = (INPUT_SHAPE_KEY, "batch_input_shape", "img_shape")
 _ACCURACY_KEYS = ("mIoU", "aAcc", "mAcc", "averageScoreClasses")
 
 #: {"densities": {name: (d1, d2)} | None, "head_densities": {name: d} | None,
-#:  "input_shape": (H, W)}
+#:  "input_shape": (H, W), "input_shapes": ((H, W), ...) one per network forward}
 SamplingRecord = dict[str, Any]
 
 
@@ -71,10 +75,14 @@ def sampling_record(sample: Any) -> SamplingRecord:
     if head is not None:
         head = {str(k): float(v) for k, v in head.items()}
     shape = next((s for s in (_field(sample, k) for k in _SHAPE_KEYS) if s is not None), None)
+    shape = None if shape is None else (int(shape[0]), int(shape[1]))
+    passes = _field(sample, INPUT_SHAPES_KEY)
     return {
         "densities": densities,
         "head_densities": head,
-        "input_shape": None if shape is None else (int(shape[0]), int(shape[1])),
+        "input_shape": shape,
+        "input_shapes": (tuple((int(h), int(w)) for h, w in passes) if passes is not None
+                         else () if shape is None else (shape,)),
     }
 
 
@@ -180,7 +188,8 @@ class SamplingMetricMixin:
         metrics: dict[str, Any] = {}
         densities = mean_densities(records)
         head_densities = mean_head_densities(records)
-        shapes = Counter(r["input_shape"] for r in records if r["input_shape"] is not None)
+        shapes = Counter(s for r in records for s in r.get("input_shapes", ()))
+        images = sum(1 for r in records if r.get("input_shapes"))
         if self._flops_model is None or not shapes:
             why = ("no model was handed over: add dict(type='SparseFlopsHook') to custom_hooks"
                    if self._flops_model is None else "the predictions carry no input shape")
@@ -191,10 +200,9 @@ class SamplingMetricMixin:
             reports = {s: self.flops_profile(s).with_densities(densities, head_densities)
                        for s in shapes}
             report = reports[shapes.most_common(1)[0][0]]
-            n = sum(shapes.values())
 
-            def mean(attr: str) -> float:
-                return sum(getattr(reports[s], attr) * c for s, c in shapes.items()) / n
+            def mean(attr: str) -> float:  # per image: the sum over its forward passes
+                return sum(getattr(reports[s], attr) * c for s, c in shapes.items()) / images
 
             metrics.update(
                 gflops_backbone_dense=mean("backbone_dense"),

@@ -34,7 +34,7 @@ from prettytable import PrettyTable
 
 GIGA = 1e9
 
-#: Block roles executed at the density of mask 1 / mask 2 (section 2).
+#: Block roles executed at the density of mask 1 / mask 2 (docs/design.md, "FLOPs convention").
 D1_ROLES = ("conv1",)
 D2_ROLES = ("conv2", "conv3", "offset")
 #: Roles that always run densely and belong to the network itself.

@@ -10,13 +10,16 @@ from .backbones import SparseResNetV1c, SparseResNeXt
 from .decode_heads import SparseFCNHead
 from .detection import SparseDetResNet, SparseDetResNeXt, SparseFasterRCNN
 from .segmentors import SparseEncoderDecoder
+from .tta import SparseDetTTAModel, SparseSegTTAModel
 
 __all__ = [
     "SparseDetResNeXt",
     "SparseDetResNet",
+    "SparseDetTTAModel",
     "SparseEncoderDecoder",
     "SparseFCNHead",
     "SparseFasterRCNN",
     "SparseResNeXt",
     "SparseResNetV1c",
+    "SparseSegTTAModel",
 ]

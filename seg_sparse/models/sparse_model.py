@@ -5,19 +5,31 @@ density / temperature, and the per-image densities attached to every prediction.
 mmdet's ``TwoStageDetector``) that has ``backbone``, ``extract_feat(inputs)``,
 ``loss(inputs, data_samples)`` returning a dict of losses and ``predict(inputs, data_samples,
 ...)`` returning data samples with ``set_metainfo``.
+
+With ``test_cfg=dict(..., return_sampling_masks=True)`` (or inside
+:meth:`SparseModelMixin.returning_sampling_masks`) every prediction also carries the masks
+(docs/inference.md): ``sampling_masks`` holds, per backbone block, ``<block>.mask1`` and
+``<block>.mask2``, and ``head_sampling_masks`` (a sampled decode head) ``<conv>``; each a bool
+tensor (h, w) at that mask's feature resolution, True where the layer computed, covering the
+network input (``sampling_input_shape``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from mmengine.structures import BaseDataElement
 from torch import Tensor
 
 from seg_sparse.sampling import (
     HeadSampling,
     SparseBottleneck,
     block_densities,
+    computed_block_masks,
+    computed_head_masks,
     mask_density,
     sampled_decode_head,
     sparse_blocks,
@@ -29,9 +41,16 @@ from seg_sparse.sampling import (
 #: network input those densities were measured at.
 DENSITIES_KEY = "sampling_densities"
 INPUT_SHAPE_KEY = "sampling_input_shape"
+#: Metainfo key of a test-time-augmented prediction (:mod:`.tta`): the network input (H, W) of
+#: each of its forward passes.
+INPUT_SHAPES_KEY = "sampling_input_shapes"
 #: Metainfo key of a sampled decode head's densities: conv name (relative to the head, e.g.
 #: ``conv_cat``) -> fraction of positions computed, averaged like the blocks'.
 HEAD_DENSITIES_KEY = "head_sampling_densities"
+#: ``test_cfg`` key that puts the masks into every prediction, and the data fields they go to.
+MASKS_OPTION = "return_sampling_masks"
+MASKS_FIELD = "sampling_masks"
+HEAD_MASKS_FIELD = "head_sampling_masks"
 
 
 class DensityRecorder:
@@ -44,6 +63,7 @@ class DensityRecorder:
     def __init__(self) -> None:
         self.sums: dict[str, Tensor] = {}
         self.area = 0
+        self.forwards = 0
 
     def add(self, densities: dict[str, tuple[Tensor, ...]], area: int) -> None:
         """``densities``: name -> per-image densities (B,) of each of its masks."""
@@ -51,6 +71,7 @@ class DensityRecorder:
             value = torch.stack(list(values), dim=1).double() * area  # (B, masks)
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.area += area
+        self.forwards += 1
 
     def per_image(self, index: int) -> dict[str, tuple[float, ...]]:
         return {name: tuple((s[index] / self.area).tolist())  # one host sync per layer
@@ -140,6 +161,44 @@ class SparseModelMixin:
         losses.update(sampling_log(self._blocks(), self.sparse_loss_weight, heads))
         return losses
 
+    @property
+    def returns_sampling_masks(self) -> bool:
+        """Whether ``predict()`` puts the masks into the predictions (``test_cfg``'s
+        ``return_sampling_masks``)."""
+        return bool((getattr(self, "test_cfg", None) or {}).get(MASKS_OPTION, False))
+
+    @contextmanager
+    def returning_sampling_masks(self, enabled: bool = True) -> Iterator[None]:
+        """Set ``test_cfg.return_sampling_masks`` to ``enabled`` inside the block."""
+        from mmengine.config import ConfigDict
+
+        saved = getattr(self, "test_cfg", None)
+        self.test_cfg = ConfigDict({**(saved or {}), MASKS_OPTION: enabled})
+        try:
+            yield
+        finally:
+            self.test_cfg = saved
+
+    def _attach_masks(self, results: list, forwards: int) -> None:
+        """Put the last forward's computed masks of every block and sampled head conv into
+        each data sample (one network forward per batch: whole-image inference)."""
+        if forwards > 1:
+            raise ValueError(
+                f"{MASKS_OPTION} needs one network forward per batch (test_cfg mode='whole'); "
+                f"this prediction ran {forwards} (slide inference), whose masks are per crop")
+        blocks = computed_block_masks(self._blocks())
+        sampled = sampled_decode_head(self)
+        head = {} if sampled is None else computed_head_masks(
+            sampled[1], sampled[0].sampled_layer_names())
+        for i, sample in enumerate(results):
+            sample.set_field(BaseDataElement(**{
+                f"{name}.mask{k}": mask[i, 0] > 0.5
+                for name, masks in blocks.items() for k, mask in enumerate(masks, 1)}),
+                MASKS_FIELD)
+            if head:
+                sample.set_field(BaseDataElement(**{
+                    name: mask[i, 0] > 0.5 for name, mask in head.items()}), HEAD_MASKS_FIELD)
+
     def predict(self, inputs: Tensor, data_samples: Any = None, **kwargs: Any) -> list:
         self._recorder, self._head_recorder = DensityRecorder(), DensityRecorder()
         try:
@@ -157,4 +216,6 @@ class SparseModelMixin:
                 info[HEAD_DENSITIES_KEY] = {
                     name: d for name, (d,) in head_recorder.per_image(i).items()}
             sample.set_metainfo(info)
+        if self.returns_sampling_masks:
+            self._attach_masks(results, max(recorder.forwards, head_recorder.forwards))
         return results

@@ -22,7 +22,7 @@ The method as implemented, and where it departs from the paper: docs/design.md.
   (:class:`HeadLayers` describes them), masked and executed (:mod:`.head`).
 * Over a whole model: :func:`sparse_blocks`, :func:`sampling_heads`,
   :func:`sampled_decode_head`, :func:`sampling_layers`, :func:`sparsity_loss`,
-  :func:`block_densities`,
+  :func:`block_densities`, :func:`computed_block_masks`, :func:`computed_head_masks`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
   :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
 * :func:`seeded_sampling` -- a compiled / exported model drawing from its layers' seeded
@@ -47,6 +47,8 @@ from .rng import seeded_sampling
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
+    computed_block_masks,
+    computed_head_masks,
     execution_mode,
     mask_density,
     sampled_decode_head,
@@ -78,6 +80,8 @@ __all__ = [
     "SparseBottleneck",
     "apply_grid_prior",
     "block_densities",
+    "computed_block_masks",
+    "computed_head_masks",
     "build_sampler",
     "check_execution",
     "check_grid_interval",

@@ -128,6 +128,31 @@ def block_densities(
     return densities
 
 
+@torch.no_grad()
+def computed_block_masks(
+    blocks: NamedBlocks | Iterable[SparseBottleneck],
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """name -> (mask1, mask2) of the last forward as computed positions
+    (:meth:`MaskSampler.computed <seg_sparse.sampling.MaskSampler.computed>`), (B, 1, h, w) at
+    each mask's feature resolution: what :func:`block_densities` averages."""
+    masks = {}
+    for name, block in _named(blocks):
+        out = _last(name, block)
+        masks[name] = (block.sampler.computed(out.mask1).detach(),
+                       block.sampler.computed(out.mask2).detach())
+    return masks
+
+
+@torch.no_grad()
+def computed_head_masks(head: HeadSampling, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """conv name -> the computed positions (B, 1, h, w) of a sampled head's last forward, one
+    per sampled conv (``names`` in forward order, as the head module names them)."""
+    if head.last_sampling is None:
+        raise RuntimeError("the sampled head has not run a forward pass yet")
+    return {name: head.sampler.computed(mask).detach()
+            for name, mask in zip(names, head.last_sampling.masks, strict=True)}
+
+
 def set_temperature_iter(module: nn.Module, iteration: int) -> None:
     """Set every Gumbel temperature inside ``module`` to the schedule's value at ``iteration``."""
     for child in module.modules():

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import new_figure, save_figure
+from .style import new_figure, save_figure, share_text
 
 #: Bars of one block: the density at which each conv of the bottleneck runs.
 CONV_LABELS = ("conv1 (mask1)", "conv2 (mask2)", "conv3 (mask2)")
@@ -161,6 +161,73 @@ def speed_accuracy_curve(
     ax.margins(x=0.12, y=0.12)
     ax.legend(title="method", fontsize=9, loc="best")  # away from the points
     fig.tight_layout()
+    if out_path is not None:
+        save_figure(fig, out_path)
+    return fig
+
+
+#: Bars of the boundary / interior chart.
+REGION_COLORS = {"boundary": "#C44E52", "interior": "#4C72B0"}
+
+
+def _layer_region_density(layer: Mapping[str, Any], region: str) -> float:
+    masks = [layer[k] for k in ("d1", "d2", "density") if k in layer]
+    return float(np.mean([m[region] for m in masks]))
+
+
+def region_density_chart(regions: Mapping[str, Mapping[str, Any]],
+                         out_path: str | Path | None = None) -> Figure:
+    """Where each model computes, one row per model: left, every block's density on class
+    boundaries and in class interiors ((d1 + d2) / 2, sampled head convs after the blocks);
+    right, the density on each ground-truth class present (mean over blocks), with its share
+    of the labelled cells.
+
+    ``regions``: model name -> the ``regions`` entry of ``sparsity.json``
+    (:meth:`seg_sparse.analysis.sparsity_regions.RegionSparsity.to_dict`).
+    """
+    if not regions:
+        raise ValueError("regions is empty: give at least one model's region densities")
+    widest = max(len(r["blocks"]) + len(r.get("head", ())) for r in regions.values())
+    width_in = max(11.0, 0.42 * widest + 6.0)
+    fig = new_figure(width_in, 3.4 * len(regions) + 0.9)
+    grid = fig.add_gridspec(len(regions), 2, width_ratios=[max(widest, 8), 7])
+    for row, (model, data) in enumerate(regions.items()):
+        layers = list(data["blocks"]) + list(data.get("head", ()))
+        names = [layer["name"] for layer in data["blocks"]] + \
+            [f"head {layer['name']}" for layer in data.get("head", ())]
+        ax = fig.add_subplot(grid[row, 0])
+        x = np.arange(len(layers))
+        for k, region in enumerate(("boundary", "interior")):
+            values = [_layer_region_density(layer, region) for layer in layers]
+            ax.bar(x + (k - 0.5) * 0.4, values, 0.4, color=REGION_COLORS[region],
+                   label=f"{region} ({100.0 * data[region]:.1f}% over blocks)")
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(layers) - 0.4)
+        ax.set_ylim(0, 1.25)  # room for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel("density (fraction computed)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(fontsize=8, loc="upper center", ncols=2, frameon=False)
+        ax.set_title(f"{model}: boundary / interior = {data['boundary_interior_ratio']:.2f} "
+                     f"(band {data['band']} cell)", fontsize=10)
+
+        ax = fig.add_subplot(grid[row, 1])
+        per_class = sorted(data["per_class"].items(), key=lambda item: -item[1]["density"])
+        y = np.arange(len(per_class))
+        values = [v["density"] for _, v in per_class]
+        ax.barh(y, values, color="#55A868")
+        ax.set_yticks(y, [f"{name} ({share_text(v['share'])})" for name, v in per_class],
+                      fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, min(1.05, 1.2 * max(values, default=1.0) + 0.02))
+        ax.set_xlabel("density on the class (mean over blocks)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.set_title("per ground-truth class (share of labelled cells)", fontsize=10)
+    fig.suptitle("Where the model computes: class boundaries vs interiors, and per class",
+                 fontsize=13, fontweight="bold")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     if out_path is not None:
         save_figure(fig, out_path)
     return fig

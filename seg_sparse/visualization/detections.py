@@ -57,3 +57,19 @@ def detection_panel(image_rgb: np.ndarray, instances: Any, cfg: Mapping,
     present = sorted(set(labels.tolist()))
     return draw_detections(image_rgb, bboxes, labels, palette), {
         "class_names": [classes[i] for i in present], "palette": palette[present]}
+
+
+def prediction_panel(image_rgb: np.ndarray, sample: Any, cfg: Mapping | None = None,
+                     dataset_meta: Mapping | None = None) -> tuple[np.ndarray, dict]:
+    """(what the prediction panel of :func:`~seg_sparse.visualization.mask_overlay_figure`
+    shows for ``sample``, its legend keywords): a SegDataSample's class map, named and coloured
+    by ``dataset_meta`` (``classes`` / ``palette``; default Cityscapes'), or a DetDataSample's
+    confident boxes over the image (:func:`detection_panel`, classes of ``cfg``)."""
+    if "pred_sem_seg" in sample:
+        meta = dataset_meta or {}
+        legend = {}
+        if meta.get("classes") and meta.get("palette"):
+            legend = {"class_names": tuple(meta["classes"]),
+                      "palette": np.asarray(meta["palette"], np.uint8)}
+        return sample.pred_sem_seg.data[0].cpu().numpy(), legend
+    return detection_panel(image_rgb, sample.pred_instances, cfg or {})

@@ -26,6 +26,7 @@ from .style import (
     check_palette,
     new_figure,
     save_figure,
+    share_text,
 )
 
 #: Which convolutions each mask decides (docs/design.md, "FLOPs convention").
@@ -51,6 +52,16 @@ def _check_mask(mask: np.ndarray, image: np.ndarray, what: str) -> np.ndarray:
             "upsample masks to the image size first (see collect_block_masks)"
         )
     return np.clip(mask, 0.0, 1.0)
+
+
+def resize_to(image_rgb: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The image at (H, W) = ``shape`` (bilinear; unchanged when it already is): a picture
+    read from disk next to a prediction at another size (labels resized by the pipeline)."""
+    if image_rgb.shape[:2] == tuple(shape[:2]):
+        return image_rgb
+    import mmcv
+
+    return mmcv.imresize(image_rgb, (int(shape[1]), int(shape[0])))
 
 
 def overlay_mask(image_rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -100,16 +111,12 @@ def _class_legend(ax: Axes, prediction: np.ndarray, palette: np.ndarray,
     handles = [
         Patch(facecolor=palette[ids[i]] / 255.0, edgecolor="black", linewidth=0.5,
               label=f"{class_names[ids[i]] if ids[i] < len(class_names) else ids[i]}"
-              f"  {_share(counts[i] / total)}")
+              f"  {share_text(counts[i] / total)}")
         for i in order
     ]
     if handles:
         ax.legend(handles=handles, loc="center left", frameon=False, fontsize=9,
                   title="predicted classes", title_fontsize=9, borderaxespad=0.0)
-
-
-def _share(fraction: float) -> str:
-    return "<1%" if fraction < 0.01 else f"{100.0 * fraction:.0f}%"
 
 
 def _mask_legend(ax: Axes, lines: Sequence[str] = (), with_key: bool = True) -> None:

@@ -10,7 +10,7 @@ positions (:meth:`MaskSampler.computed <seg_sparse.sampling.MaskSampler.computed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,8 @@ from seg_sparse.sampling import (
     HeadSampling,
     SparseBottleneck,
     build_sampler,
-    mask_density,
+    computed_block_masks,
+    computed_head_masks,
     sampled_decode_head,
     sparse_blocks,
 )
@@ -55,8 +56,13 @@ def sampling_blocks(model: nn.Module) -> dict[str, SparseBottleneck]:
 
 def default_blocks(model: nn.Module) -> list[str]:
     """One block per stage: the last block of each ``layerN`` (its deepest, most adapted)."""
+    return last_per_stage(sampling_blocks(model))
+
+
+def last_per_stage(names: Iterable[str]) -> list[str]:
+    """The last of ``names`` (in model order) of each stage (``layerN``)."""
     last: dict[str, str] = {}
-    for name in sampling_blocks(model):
+    for name in names:
         last[name.split(".")[0]] = name
     return list(last.values())
 
@@ -79,12 +85,29 @@ def resolve_blocks(model: nn.Module, blocks: Sequence[str] | str | None) -> list
     return [b.removeprefix("backbone.") for b in blocks]
 
 
-def _to_image(mask: torch.Tensor, index: int, size: tuple[int, int],
+def _to_image(mask: torch.Tensor, size: tuple[int, int],
               region: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    m = mask[index : index + 1].detach().float()
+    """One image's (h, w) mask, cut to ``region`` and stretched to ``size`` (nearest)."""
+    m = mask.detach().float()[None, None]
     h, w = m.shape[-2:]
     m = m[..., : max(1, round(h * region[0])), : max(1, round(w * region[1]))]
     return F.interpolate(m, size=size, mode="nearest")[0, 0].clamp(0, 1).cpu().numpy()
+
+
+def _density(mask: torch.Tensor) -> float:
+    return float(mask.detach().float().mean())
+
+
+def _block_masks(mask1: torch.Tensor, mask2: torch.Tensor, size: tuple[int, int],
+                 region: tuple[float, float]) -> BlockMasks:
+    """From one image's computed positions (h, w) at feature resolution."""
+    return BlockMasks(_to_image(mask1, size, region), _to_image(mask2, size, region),
+                      _density(mask1), _density(mask2))
+
+
+def _check_index(index: int, batch: int) -> None:
+    if not 0 <= index < batch:
+        raise IndexError(f"image index {index} out of range for batch {batch}")
 
 
 def collect_block_masks(
@@ -104,19 +127,11 @@ def collect_block_masks(
     padded at the bottom / right (detection batches); only that part is shown.
     """
     available = sampling_blocks(model)
+    masks = computed_block_masks((name, available[name]) for name in resolve_blocks(model, blocks))
     result = {}
-    for name in resolve_blocks(model, blocks):
-        sampler, out = available[name].sampler, available[name].last_sampling
-        if out is None:
-            raise RuntimeError(f"block {name!r} has not run a forward pass yet")
-        if not 0 <= index < out.mask1.shape[0]:
-            raise IndexError(f"image index {index} out of range for batch {out.mask1.shape[0]}")
-        result[name] = BlockMasks(
-            mask1=_to_image(sampler.computed(out.mask1), index, image_size, region),
-            mask2=_to_image(sampler.computed(out.mask2), index, image_size, region),
-            density1=float(mask_density(sampler, out.mask1)[index]),
-            density2=float(mask_density(sampler, out.mask2)[index]),
-        )
+    for name, (mask1, mask2) in masks.items():
+        _check_index(index, mask1.shape[0])
+        result[name] = _block_masks(mask1[index, 0], mask2[index, 0], image_size, region)
     return result
 
 
@@ -141,16 +156,72 @@ def collect_head_masks(
     if sampled is None:
         return {}
     head, sampling = sampled
-    if sampling.last_sampling is None:
-        raise RuntimeError("the sampled decode head has not run a forward pass yet")
-    masks = sampling.last_sampling.masks
-    if not 0 <= index < masks[0].shape[0]:
-        raise IndexError(f"image index {index} out of range for batch {masks[0].shape[0]}")
-    return {
-        name: HeadMask(_to_image(sampling.sampler.computed(mask), index, image_size),
-                       float(mask_density(sampling.sampler, mask)[index]))
-        for name, mask in zip(head.sampled_layer_names(), masks)
-    }
+    result = {}
+    for name, mask in computed_head_masks(sampling, head.sampled_layer_names()).items():
+        _check_index(index, mask.shape[0])
+        result[name] = HeadMask(_to_image(mask[index, 0], image_size), _density(mask[index]))
+    return result
+
+
+def image_geometry(sample: Any) -> tuple[tuple[int, int], tuple[float, float]]:
+    """(size to draw masks at, region of the network input that holds the image) of a
+    prediction. Segmentation: the size of ``pred_sem_seg``, the whole input. Detection (a
+    DetDataSample): ``ori_shape``, the resized image inside the padded batch input
+    (``img_shape`` of ``batch_input_shape``)."""
+    if "pred_sem_seg" in sample:
+        h, w = sample.pred_sem_seg.data.shape[-2:]
+        return (int(h), int(w)), (1.0, 1.0)
+    (h, w), (ih, iw), (ph, pw) = sample.ori_shape, sample.img_shape, sample.batch_input_shape
+    return (int(h), int(w)), (ih / ph, iw / pw)
+
+
+def prediction_masks(
+    sample: Any, blocks: Sequence[str] | str | None = None,
+) -> tuple[dict[str, BlockMasks], dict[str, HeadMask]]:
+    """The masks a prediction carries (``model.test_cfg.return_sampling_masks``; docs/
+    inference.md) at the image's size (:func:`image_geometry`): (block -> :class:`BlockMasks`,
+    head conv -> :class:`HeadMask`). ``blocks``: None (the last block of each stage),
+    ``'all'`` or block names."""
+    from seg_sparse.models.sparse_model import (
+        DENSITIES_KEY,
+        HEAD_DENSITIES_KEY,
+        HEAD_MASKS_FIELD,
+        MASKS_FIELD,
+    )
+
+    if MASKS_FIELD not in sample:
+        raise ValueError("the prediction carries no sampling masks: predict with "
+                         "model.test_cfg.return_sampling_masks=True (or "
+                         "seg_sparse.apis.inference_with_masks)")
+    size, region = image_geometry(sample)
+    carried = sample.get(MASKS_FIELD)
+    names = in_model_order({key.rpartition(".")[0] for key in carried.keys()},
+                           sample.metainfo.get(DENSITIES_KEY, {}))
+    if blocks is None:
+        blocks = last_per_stage(names)
+    elif isinstance(blocks, str):
+        if blocks != "all":
+            raise ValueError(f"blocks must be a list of block names or 'all', got {blocks!r}")
+        blocks = names
+    unknown = [b for b in blocks if b not in names]
+    if unknown:
+        raise ValueError(f"unknown sampling block(s) {unknown}; available: {names}")
+    masks = {name: _block_masks(carried.get(f"{name}.mask1"), carried.get(f"{name}.mask2"),
+                                size, region)
+             for name in blocks}
+    head = sample.get(HEAD_MASKS_FIELD)
+    head_masks = {} if head is None else {
+        name: HeadMask(_to_image(head.get(name), size, region), _density(head.get(name)))
+        for name in in_model_order(head.keys(), sample.metainfo.get(HEAD_DENSITIES_KEY, {}))}
+    return masks, head_masks
+
+
+def in_model_order(names: Iterable[str], reference: Iterable[str]) -> list[str]:
+    """``names`` in the order of ``reference`` (e.g. the prediction's densities, which follow
+    the model), the rest after them sorted. Data samples keep their fields unordered."""
+    names = set(names)
+    ordered = [n for n in reference if n in names]
+    return ordered + sorted(names - set(ordered))
 
 
 @contextmanager
@@ -176,21 +247,15 @@ def predict_with_masks(
     model: nn.Module, data: dict, blocks: Sequence[str] | str | None = None
 ) -> tuple[Any, dict[str, BlockMasks]]:
     """Run ``model.test_step(data)`` on a one-image batch (as built by the test pipeline and
-    ``pseudo_collate``) and return (data sample, masks at the image's original size).
-
-    Segmentation: the size of ``pred_sem_seg``. Detection (a DetDataSample): ``ori_shape``,
-    the masks cut to the resized image inside the padded batch input (``img_shape`` of
-    ``batch_input_shape``) first."""
+    ``pseudo_collate``) with the sampling masks in the prediction, and return (data sample,
+    masks of ``blocks`` (as in :func:`resolve_blocks`) at the image's original size,
+    :func:`image_geometry`)."""
+    names = resolve_blocks(model, blocks)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model.returning_sampling_masks():
             (sample,) = model.test_step(data)
     finally:
         model.train(was_training)
-    if "pred_sem_seg" in sample:
-        h, w = sample.pred_sem_seg.data.shape[-2:]
-        return sample, collect_block_masks(model, (int(h), int(w)), blocks)
-    (h, w), (ih, iw), (ph, pw) = sample.ori_shape, sample.img_shape, sample.batch_input_shape
-    return sample, collect_block_masks(model, (int(h), int(w)), blocks,
-                                       region=(ih / ph, iw / pw))
+    return sample, prediction_masks(sample, names)[0]

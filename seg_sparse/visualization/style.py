@@ -52,6 +52,21 @@ def save_figure(fig: Figure, out_path: str | Path) -> Path:
     return out_path
 
 
+def figure_to_rgb(fig: Figure) -> np.ndarray:
+    """The rendered figure as an (H, W, 3) uint8 RGB array (what mmengine's ``Visualizer``
+    backends take as an image), at the same DPI and background as :func:`save_figure`."""
+    fig.set_dpi(DPI)
+    fig.set_facecolor("white")
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def share_text(fraction: float) -> str:
+    """A share of an image for a legend: '<1%' below one percent, else whole percents."""
+    return "<1%" if fraction < 0.01 else f"{100.0 * fraction:.0f}%"
+
+
 def check_palette(palette: np.ndarray | list, num_classes: int) -> np.ndarray:
     """(num_classes, 3) uint8 palette, with a clear error when it has too few colours."""
     palette = np.asarray(palette)

@@ -7,13 +7,16 @@
 # dataloaders (`train_dataloader = dict(dataset=dict(pipeline=train_pipeline))`, the same for
 # val/test) and set `model.data_preprocessor.size` to the crop, as
 # ../../fcn_dcn/fcn_r50-d8-dcn_4xb2-60k_cityscapes-uniform512.py does.
+# CheckedCityscapesDataset builds LoadImageFromFile / LoadAnnotations as seg_sparse's checked
+# loaders (a bad file or a label outside the 19 classes is named); the pipelines use the stock
+# names, which mmseg's inference_model and MMSegInferencer strip and swap.
 dataset_type = 'CheckedCityscapesDataset'
 data_root = 'data/cityscapes/'
 short_side = 1024
 crop_size = (512, 1024)
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=(2 * short_side, short_side), ratio_range=(0.5, 2.0),
          keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -22,10 +25,10 @@ train_pipeline = [
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2 * short_side, short_side), keep_ratio=True),
     # Labels are loaded after Resize: predictions are resized back and scored at full size.
-    dict(type='CheckedLoadAnnotations', num_classes=19),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(

@@ -2,20 +2,22 @@
 # multiples of 32 by the data preprocessor), horizontal flip in training; 8 GPUs x 1 image.
 # Layout: data/coco/annotations/instances_{train,val}2017.json, data/coco/{train,val}2017/.
 # CheckedCocoDataset / SparseCocoMetric refuse malformed annotation files and missing images
-# with a message naming the file and entry (docs/detection.md, "Bad input").
+# with a message naming the file and entry (docs/detection.md, "Bad input"); the dataset builds
+# LoadImageFromFile as seg_sparse's checked loader (an undecodable image is named), under the
+# stock name that mmdet's inference_detector and DetInferencer look for.
 dataset_type = 'CheckedCocoDataset'
 data_root = 'data/coco/'
 short_side = 1000
 long_side = 1666
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(long_side, short_side), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(long_side, short_side), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',

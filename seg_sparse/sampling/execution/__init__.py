@@ -6,11 +6,15 @@
 * :mod:`.rows` -- the row machinery blocks and heads share (:class:`FoldCache`,
   :func:`sampled_rows`, :func:`add_sampled_affine`);
 * :mod:`.block`, :mod:`.head` -- the pure-torch executors of a bottleneck block and of an
-  FCN-style head, registered here as the ``'torch'`` backend (any device).
+  FCN-style head, registered here as the ``'torch'`` backend (any device);
+* :mod:`.triton_backend` -- the same on the Triton kernels (``'triton'``, CUDA), registered on
+  the first selection for a CUDA device when triton imports (docs/gpu.md).
 
 The executors read layers through Protocols (:class:`ExecutableBlock`, :class:`ExecutableHead`)
 and never import the layer classes, so the layers depend on this package and not the other way.
 """
+
+import torch
 
 from .block import ExecutableBlock, fold_block, run_block
 from .head import ExecutableHead, run_head
@@ -41,6 +45,19 @@ TORCH_BACKEND = ExecutionBackend(
 )
 register_backend(TORCH_BACKEND)
 
+
+def load_triton_backend() -> None:
+    """Register the Triton backend when triton imports and a CUDA device is there (an
+    ImportError leaves the torch backend alone; the policy ignores it)."""
+    if not torch.cuda.is_available():
+        return
+    from .triton_backend import TRITON_BACKEND  # imports triton
+
+    register_backend(TRITON_BACKEND)
+
+
+register_backend_loader("cuda", load_triton_backend)
+
 __all__ = [
     "TORCH_BACKEND",
     "ExecutableBlock",
@@ -54,6 +71,7 @@ __all__ = [
     "channels_last_rows",
     "crossover_override",
     "fold_block",
+    "load_triton_backend",
     "needs_grad",
     "register_backend",
     "register_backend_loader",

@@ -46,7 +46,7 @@ class ExecutableHead(Protocol):
 
 
 @dataclass
-class _FoldedConv:
+class FoldedConv:
     weight: torch.Tensor  # (Cout, Cin, k, k), BN folded
     bias: torch.Tensor
     padding: tuple[int, int]
@@ -65,13 +65,14 @@ class _FoldedConv:
 
 
 @dataclass
-class _FoldedHead:
-    convs: list[_FoldedConv]
+class FoldedHead:
+    convs: list[FoldedConv]
     classifier_w: torch.Tensor  # (C, K)
     classifier_b: torch.Tensor  # (K,)
 
 
-def _fold_head(layers: HeadLayersLike) -> _FoldedHead:
+def fold_head(layers: HeadLayersLike) -> FoldedHead:
+    """Every conv's BN folded into it, the classifier as a (C, K) matrix (eval statistics)."""
     convs = []
     for conv, norm in layers.convs:
         if norm is None:
@@ -79,11 +80,11 @@ def _fold_head(layers: HeadLayersLike) -> _FoldedHead:
             bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
         else:
             weight, bias = fold_conv_bn(conv.weight, norm, conv.bias)
-        convs.append(_FoldedConv(weight.contiguous(), bias, tuple(conv.padding),
+        convs.append(FoldedConv(weight.contiguous(), bias, tuple(conv.padding),
                                  tuple(conv.dilation)))
     cls = layers.classifier
     bias = cls.bias if cls.bias is not None else cls.weight.new_zeros(cls.out_channels)
-    return _FoldedHead(convs, cls.weight.flatten(1).t().contiguous(), bias)
+    return FoldedHead(convs, cls.weight.flatten(1).t().contiguous(), bias)
 
 
 @torch.no_grad()
@@ -94,7 +95,7 @@ def run_head(sampling: ExecutableHead, layers: HeadLayersLike, x: torch.Tensor,
     layers (its parameters key the cache of folded weights)."""
     if len(layers.convs) != sampling.num_layers:
         raise ValueError(f"{len(layers.convs)} head convs for {sampling.num_layers} masks")
-    folded = sampling.fold_cache.get(owner, CACHE_NAME, lambda: _fold_head(layers))
+    folded = sampling.fold_cache.get(owner, CACHE_NAME, lambda: fold_head(layers))
     x = x.contiguous(memory_format=torch.channels_last)
     b, _, h, w = x.shape
     total = b * h * w

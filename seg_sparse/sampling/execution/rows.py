@@ -115,16 +115,17 @@ def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
         # binary: sources and targets partition the map, every row is written below
         out = computed.new_empty(total, computed.shape[1]) if src.binary \
             else computed.new_zeros(total, computed.shape[1])
-        out.index_copy_(0, src.index, computed if src.binary else computed * flat[src.index, None])
+        out.index_copy_(0, src.index, computed if src.binary
+                        else computed * flat[src.index, None].to(computed.dtype))
     else:
         computed = compute_all()
-        out = computed.clone() if src.binary else computed * flat[:, None]
+        out = computed.clone() if src.binary else computed * flat[:, None].to(computed.dtype)
     plan = _plan(interp, mask, src)
-    fill = plan.fill(computed)
+    fill = plan.fill(computed).to(out.dtype)  # under autocast the layer's dtype throughout
     if plan.keep is None:
         out.index_copy_(0, plan.targets, fill)
     else:
-        out.index_add_(0, plan.targets, fill * plan.keep[:, None])
+        out.index_add_(0, plan.targets, fill * plan.keep[:, None].to(out.dtype))
     return out
 
 
@@ -144,18 +145,21 @@ def add_sampled_affine(out: torch.Tensor, compute_at: Callable[[torch.Tensor], t
     clamp acts too: at a target the masked path gives S @ (y + b) + (1 - coverage) b = S @ y + b
     (S's rows sum to the coverage). Without a mask (a dense layer) ``interp`` may be None.
     """
+    # under autocast the input rows and their product come in the autocast dtype: every
+    # write into ``out`` is cast to out's dtype
     if mask is None:
-        out.addmm_(compute_all(), weight)
+        out.addmm_(compute_all().to(out.dtype), weight.to(out.dtype))
         return
     src = _sources(mask, gather_below, rows_at_index=True)  # the layer runs at the sources
     if not src.gathered and src.is_everything(out.shape[0]):
-        out.addmm_(compute_all(), weight)
+        out.addmm_(compute_all().to(out.dtype), weight.to(out.dtype))
         return
     inputs = compute_at(src.index) if src.gathered \
         else compute_all().index_select(0, src.index)
-    rows = inputs @ weight
-    flat = mask.reshape(-1)
+    rows = (inputs @ weight).to(out.dtype)
+    flat = mask.reshape(-1).to(out.dtype)
     out.index_add_(0, src.index, rows if src.binary else rows * flat[src.index, None])
     plan = _plan(interp, mask, src)
-    fill = plan.fill(rows)
-    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
+    fill = plan.fill(rows).to(out.dtype)
+    keep = None if plan.keep is None else plan.keep[:, None].to(out.dtype)
+    out.index_add_(0, plan.targets, fill if keep is None else fill * keep)
