@@ -85,6 +85,7 @@ def graph_breaks(module: nn.Module, *args) -> int:
     return explanation.graph_break_count
 
 
+@pytest.mark.slow  # tracing and compiling: 15-40 s on 2 cores
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_a_block_and_the_sampled_head_trace_without_graph_breaks(training):
     blk = block().train(training)
@@ -119,6 +120,7 @@ def _loss_and_grads(model: nn.Module, seed: int) -> tuple[dict, dict]:
     return {k: v.detach().clone() for k, v in losses.items() if "loss" in k}, grads
 
 
+@pytest.mark.slow  # tracing and compiling: 15-40 s on 2 cores
 def test_compiled_training_losses_and_gradients_equal_eager():
     eager, compiled = segmentor().train(), segmentor().train()
     assert compile_model(compiled, backend="aot_eager") == ["backbone",
@@ -137,6 +139,7 @@ def test_compiled_training_losses_and_gradients_equal_eager():
     assert all(b.last_sampling.prob1.requires_grad for _, b in sparse_blocks(compiled.backbone))
 
 
+@pytest.mark.slow  # tracing and compiling: 15-40 s on 2 cores
 def test_compiled_masked_inference_equals_eager_and_seeded_runs_repeat():
     eager, compiled = segmentor().eval(), segmentor().eval()
     compile_model(compiled, backend="aot_eager")
@@ -161,6 +164,7 @@ def test_compiled_masked_inference_equals_eager_and_seeded_runs_repeat():
     assert not all(torch.equal(a, b) for a, b in zip(other, ref_masks))
 
 
+@pytest.mark.slow  # tracing and compiling: 15-40 s on 2 cores
 def test_a_compiled_layer_with_a_generator_outside_seeded_sampling_draws_from_it():
     """Outside seeded_sampling the draw runs eagerly (a graph break per mask), so the seed
     is still honoured; inside it the block traces whole."""
