@@ -197,14 +197,20 @@ def segmentor(weight: float = 1.0, loss_weight: float = 1.0) -> nn.Module:
     MMLogger.get_current_instance().setLevel("WARNING")
     model = MODELS.build(ConfigDict(cfg))
     model.init_weights()
+    varied_masks(model)
+    return model
+
+
+def varied_masks(model: nn.Module) -> None:
+    """Random mask predictors (bias 0) in the backbone and the head: masks that vary over the
+    image."""
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # masks that vary over the image
+    with torch.no_grad():
         predictors = [p for _, b in sparse_blocks(model.backbone) for p in (b.mask1, b.mask2)]
         for predictor in [*predictors, *model.decode_head.sampling.masks]:
             predictor.conv.weight.copy_(torch.randn(predictor.conv.weight.shape,
                                                     generator=generator) * 0.3)
             predictor.conv.bias.zero_()
-    return model
 
 
 def test_loss_sparse_adds_the_heads_cost_weighted_term():

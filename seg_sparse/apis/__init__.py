@@ -4,6 +4,8 @@
   (:mod:`.config_options`), set the data root, check the values (:mod:`.config_values`);
 * :mod:`.model` -- build a config's model for evaluation and load a checkpoint into it,
   refusing a checkpoint of another architecture;
+* :mod:`.compile` -- ``torch.compile`` of a model's network modules and of mmengine's training
+  step (``--compile``).
 * :mod:`.inference` -- :func:`inference_with_masks`: an image's prediction with its sampling
   masks and densities (docs/inference.md); :mod:`.inferencers` -- mmseg's / mmdet's
   Inferencers that also return densities and masks and draw mask figures.
@@ -11,6 +13,7 @@
 Everything here raises :class:`~seg_sparse.errors.UserInputError` subclasses for bad input.
 """
 
+from .compile import COMPILED_PARTS, compile_model, enable_compiled_training
 from .config import DATALOADERS, ConfigError, load_config, set_data_root
 from .config_options import ConfigKeyError, merge_checked_options
 from .config_values import ConfigValueError, check_config_values
@@ -27,6 +30,7 @@ from .model import (
 )
 
 __all__ = [
+    "COMPILED_PARTS",
     "DATALOADERS",
     "CheckpointMismatchError",
     "ConfigError",
@@ -40,6 +44,8 @@ __all__ = [
     "check_finite_weights",
     "check_state_dict_matches",
     "checkpoint_state_dict",
+    "compile_model",
+    "enable_compiled_training",
     "inference_with_masks",
     "load_config",
     "load_weights",

@@ -32,6 +32,7 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     import os.path as osp
 
     from seg_sparse.apis import ConfigError, build_eval_model, load_config, load_weights
+    from seg_sparse.apis.export import dense_twin_config
     from seg_sparse.apis.task import config_task, is_detection
 
     cfg = load_config(config, cfg_options)
@@ -44,12 +45,7 @@ def build_bench_models(config: str, checkpoint: str | None, cfg_options: dict | 
     sparse = build_eval_model(cfg)
     if checkpoint:
         load_weights(sparse, checkpoint, trust_checkpoint)
-    dense_cfg = copy.deepcopy(cfg)
-    dense_cfg.model.backbone.sampler = "dense"
-    head_cfg = dense_cfg.model.get("decode_head", {})
-    if head_cfg.get("type") == "SparseFCNHead":  # the same head computing densely
-        head_cfg["sampling"] = {**(head_cfg.get("sampling") or {}), "sampler": "dense"}
-    dense = build_eval_model(dense_cfg)
+    dense = build_eval_model(dense_twin_config(cfg))
     result = dense.load_state_dict(sparse.state_dict(), strict=False)
     if result.missing_keys:
         raise ConfigError(f"the dense twin of '{config}' has weights the sampling model lacks:"

@@ -14,7 +14,8 @@ FLOPs ratio
 too (``SparseFCNHead``) gets head masks at the same density, and its segmentor rows include
 the head (its dense twin's head computes densely). Detection FLOPs are the backbone's (the
 paper's convention): whole-detector rows have no FLOPs ratio. ``--train`` adds a training step
-of both models. A benchmark, not a test: run it on an otherwise idle machine.
+of both models, ``--compile`` eager vs torch.compile (training step and masked inference,
+dense twin and sampled). A benchmark, not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ EPILOG = """examples:
   # training step only: the CPU family at its crop and batch
   seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \\
       --train-only --train-crop 128x256 --train-batch 4
+  # eager vs torch.compile, dense twin vs sampled: training step and masked inference of the
+  # CPU family (compiling takes minutes on CPU; docs/benchmarks.md)
+  seg-sparse bench configs/cpu/sparse-fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256_w0.1.py \
+      --train-only --compile --train-crop 128x256 --train-batch 4 --threads 2
   # the whole segmentor with the decode head sampled too (docs/sparse_head.md)
   seg-sparse bench \
       configs/sparse_fcn/sparse-fcn-sparsehead_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py \
@@ -140,6 +145,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "convolutions), no TF32, TF32 everywhere, bfloat16 autocast (default: "
                         "default)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory figures")
+    parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                        help="also time eager vs torch.compile (BACKEND, default inductor) of "
+                        "the dense twin and the sampled model: a training step at "
+                        "--train-crop / --train-batch and masked inference at that crop "
+                        "(with --train-only: only this table)")
     parser.add_argument("--out-json", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--out", dest="out_json", action=DeprecatedAlias,
                         replacement="--out-json")
@@ -186,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     settings = _settings(args)
     args.train = args.train or args.train_only
+    compiled_with = None
+    if args.compile:
+        from .compile_args import compile_options
+
+        compiled_with = compile_options(args.compile)  # a bad backend fails before building
     config = _config_path(args)
     parts = _parts(args.parts, config, args.cfg_options)
     models = _build_models(args, config)
@@ -201,13 +216,22 @@ def run(args: argparse.Namespace) -> int:
             memory=not args.no_memory, crossover=args.crossover)
         print(format_inference(inference))
         rows += [r.to_dict() for r in inference]
-    if args.train:
+    if args.train and not (args.train_only and args.compile):
         training = benchmark_training(
             models.sparse_train, models.dense_train, args.train_crop, args.train_batch,
             models.num_classes, models.label, repeats=settings["repeats"],
             warmup=args.warmup, memory=not args.no_memory, task=models.task)
         print(format_training([training]))
         rows.append(training.to_dict())
+    if compiled_with is not None:
+        from seg_sparse.benchmark.compiled import benchmark_compile, format_compile
+
+        compiled = benchmark_compile(
+            models.sparse, models.dense, models.sparse_train, models.dense_train,
+            args.train_crop, args.train_batch, models.num_classes, settings["repeats"],
+            args.warmup, compiled_with)
+        print(format_compile(compiled))
+        rows += [r.to_dict() for r in compiled]
     if args.out_json:
         os.makedirs(osp.dirname(osp.abspath(args.out_json)), exist_ok=True)
         with open(args.out_json, "w") as f:
@@ -240,7 +264,7 @@ def _build_models(args: argparse.Namespace, config: str):
     if args.checkpoint and "://" not in args.checkpoint:  # URLs: the weights-only loader
         check_input_file(args.checkpoint, "checkpoint")
     return build_bench_models(config, args.checkpoint, args.cfg_options, args.device,
-                              args.trust_checkpoint, with_training=args.train or args.train_only)
+                              args.trust_checkpoint, with_training=args.train or bool(args.compile))
 
 
 def _load_image(model, path: str):

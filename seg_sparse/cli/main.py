@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "prune",
     "demo",
     "bench",
+    "export",
     "gpu_check",
 )
 EPILOG = """examples:

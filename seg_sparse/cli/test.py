@@ -23,6 +23,7 @@ from typing import Any
 from seg_sparse.fileio import check_dir_creatable, check_input_file
 
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
+from .compile_args import add_compile_argument, compile_options
 
 NAME = "test"
 METRICS_FILE = "metrics.json"
@@ -35,6 +36,8 @@ SPARSE_TTA_MODELS = {"SegTTAModel": "SparseSegTTAModel", "DetTTAModel": "SparseD
 EPILOG = """examples:
   seg-sparse test configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py \\
       work_dirs/cpu_demo/iter_300.pth --work-dir work_dirs/cpu_demo --cityscapes-eval
+  # compiled backbone and heads (torch.compile; docs/training.md)
+  seg-sparse test CONFIG CHECKPOINT --compile
   # predicted label maps (train ids) and painted predictions, as mmseg's tools/test.py
   seg-sparse test CONFIG CHECKPOINT --out work_dirs/pred --show-dir work_dirs/painted
   # multi-scale + flip test-time augmentation
@@ -98,6 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="allow a checkpoint from a trusted source that needs more than plain data to "
         "unpickle (older mmengine checkpoints); unpickling an untrusted file can run code",
     )
+    add_compile_argument(parser)
     add_common_arguments(parser)
     return parser
 
@@ -151,6 +155,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.tta:
         model = model.module  # the TTA wrapper's
     check_checkpoint_matches(model, args.checkpoint)
+    if args.compile:
+        from seg_sparse.apis import compile_model
+
+        compile_model(model, **compile_options(args.compile))
     runner.register_hook(TestProgressHook(), priority="VERY_LOW")
     per_class: dict[str, dict[str, float]] = {}
     metric_objects = runner.test_loop.evaluator.metrics

@@ -12,12 +12,15 @@ import logging
 import os
 
 from .common import CommandError, add_common_arguments, build_runner, config_from_args
+from .compile_args import add_compile_argument, compile_options
 
 NAME = "train"
 EPILOG = """examples:
   # CPU, the small synthetic-data config (data from `seg-sparse gen-data`)
   seg-sparse train configs/cpu/fcn_r50-d8-dcn-w16_1xb4-300i_synthcity-128x256.py \\
       --work-dir work_dirs/cpu_demo --cfg-options train_cfg.max_iters=20
+  # compiled (torch.compile through mmengine's compile=True; docs/training.md)
+  seg-sparse train CONFIG --work-dir work_dirs/x --compile
   # resume from the latest checkpoint in the work dir, or from a given one
   seg-sparse train CONFIG --work-dir work_dirs/x --resume
   seg-sparse train CONFIG --resume work_dirs/x/iter_2000.pth
@@ -46,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--amp", action="store_true",
                         help="automatic mixed precision (CUDA only)")
+    add_compile_argument(parser)
     add_common_arguments(parser)
     return parser
 
@@ -54,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.amp:
         enable_amp(cfg)
+    if args.compile:
+        from seg_sparse.apis import enable_compiled_training
+
+        enable_compiled_training(cfg, compile_options(args.compile))
     if args.resume == "auto":
         cfg.resume = True
         cfg.load_from = None

@@ -5,6 +5,8 @@
   it runs torchvision's kernel instead (faster there).
 * :class:`DeformConv2d` -- ``torchvision.ops.DeformConv2d`` (same parameters and state dict)
   running :func:`deform_conv2d`.
+* :func:`deform_conv2d_op` -- the same as the registered op ``seg_sparse::deform_conv2d``
+  (a fake implementation and a backward): what ``torch.compile`` / ``torch.export`` see.
 * :func:`deform_conv2d_at` / :func:`conv2d_at` -- the deformable / plain convolution at a subset
   of output positions, channels-last rows in and out (sparse inference).
 
@@ -20,6 +22,7 @@ from .cpu import (
     deform_conv2d,
     deform_conv2d_at,
 )
+from .library import deform_conv2d_op
 
 __all__ = [
     "TORCHVISION_DEVICES",
@@ -27,4 +30,5 @@ __all__ = [
     "conv2d_at",
     "deform_conv2d",
     "deform_conv2d_at",
+    "deform_conv2d_op",
 ]

@@ -25,6 +25,8 @@ The method as implemented, and where it departs from the paper: docs/design.md.
   :func:`block_densities`, :func:`computed_block_masks`, :func:`computed_head_masks`,
   :func:`set_temperature_iter`, :func:`set_sampling_generator`, :func:`sampling_generators`,
   :func:`mask_density` (fraction of positions a mask computes: relu's support g > 0).
+* :func:`seeded_sampling` -- a compiled / exported model drawing from its layers' seeded
+  generator (generators cannot enter a graph; :mod:`.rng`).
 * :class:`SamplingOptions` -- the options every sampling layer and backbone takes (sampler,
   grid_interval, interp_window, t0, t_final, max_iters, execution), checked on assignment.
 * Inference execution (:mod:`.execution`): ``layer.execution`` ``'masked'`` (the training
@@ -41,6 +43,7 @@ from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer
 from .masks import MaskPredictor
 from .options import EXECUTION_MODES, SamplingOptions, check_execution
+from .rng import seeded_sampling
 from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
 from .stats import (
     block_densities,
@@ -90,6 +93,7 @@ __all__ = [
     "sampling_generators",
     "sampling_heads",
     "sampling_layers",
+    "seeded_sampling",
     "set_execution",
     "set_sampling_generator",
     "set_temperature_iter",

@@ -69,8 +69,9 @@ class GaussianInterpolation(nn.Module):
         s = self.scale.to(dtype)
         return s / math.sqrt(2 * math.pi) * torch.exp(-0.5 * (s * d) ** 2)
 
-    def blur(self, x: torch.Tensor) -> torch.Tensor:
-        """G * x for every channel of x (B, C, H, W), zero padding.
+    def blur(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """G * x for every channel of x (B, C, H, W), zero padding (``kernel``: the 1-D factor,
+        :meth:`kernel_1d`, if already computed).
 
         Small maps (at most :data:`MATMUL_BLUR_MAX_POSITIONS` positions) as two products with
         banded (H, H) / (W, W) matrices, larger ones as two depthwise convolutions: measured on
@@ -78,7 +79,7 @@ class GaussianInterpolation(nn.Module):
         convolutions 1.4x faster at 64x128 and 128x256.
         """
         h, w = x.shape[-2:]
-        g = self.kernel_1d(x.dtype, x.device)
+        g = self.kernel_1d(x.dtype, x.device) if kernel is None else kernel
         if h * w <= MATMUL_BLUR_MAX_POSITIONS:
             return torch.matmul(_band(g, h), torch.matmul(x, _band(g, w)))
         # A grouped (depthwise) conv, not a batch-folded single-channel one: on CPU its backward
@@ -96,18 +97,24 @@ class GaussianInterpolation(nn.Module):
                 f"mask must be (B, 1, H, W) matching features {tuple(features.shape)}, "
                 f"got {tuple(mask.shape)}"
             )
-        if bool((mask == 1).all()):
+        if not torch.compiler.is_compiling() and bool((mask == 1).all()):
+            # eager shortcut (a host sync); compiled, the formula itself gives ``features``
+            # exactly for an all-ones mask, with no data-dependent branch in the graph
             return features
         mask = mask.to(features.dtype)
+        # the kernel outside the checkpoint: compiled with dynamic shapes, dynamo cannot lift
+        # the bandwidth parameter into the checkpoint's subgraph from a decode head
+        kernel = self.kernel_1d(features.dtype, features.device)
         if torch.is_grad_enabled() and (features.requires_grad or mask.requires_grad):
             # Recompute in backward instead of keeping the five feature-sized intermediates:
             # training memory of a sampling model 1.5x -> about 1.2x its dense twin's.
-            return checkpoint(self._interpolate, features, mask, use_reentrant=False)
-        return self._interpolate(features, mask)
+            return checkpoint(self._interpolate, features, mask, kernel, use_reentrant=False)
+        return self._interpolate(features, mask, kernel)
 
-    def _interpolate(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _interpolate(self, features: torch.Tensor, mask: torch.Tensor,
+                     kernel: torch.Tensor) -> torch.Tensor:
         sampled = features * mask
-        blurred = self.blur(torch.cat([sampled, mask], dim=1))
+        blurred = self.blur(torch.cat([sampled, mask], dim=1), kernel)
         filled = blurred[:, :-1] / blurred[:, -1:].clamp_min(self.eps)
         return sampled + (1 - mask) * filled
 

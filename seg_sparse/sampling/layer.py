@@ -13,6 +13,7 @@ from .execution import Executor, FoldCache, needs_grad, select_executor
 from .execution.policy import LayerKind
 from .grid import apply_grid_prior
 from .options import SamplingOptions
+from .rng import generator_is_global
 from .samplers import MaskSampler, SampleResult, build_sampler
 from .temperature import GumbelTemperature
 
@@ -95,9 +96,16 @@ class SamplingLayer(nn.Module):
         the sampler's draw with the grid prior forced in, or ``mask_override[which]``.
 
         The sampler always draws, so the random stream is the same with and without an
-        override.
+        override. Compiled or exported, the noise comes from torch's global RNG; a layer with a
+        generator draws from it there only inside :func:`~.rng.seeded_sampling`, else eagerly
+        (a graph break per mask, :meth:`_draw_with_generator`).
         """
-        result = self.sampler(logits, self.training, self.temperature.value, self._generator)
+        generator = self._generator
+        if generator is not None and (generator_is_global() or torch.compiler.is_compiling()):
+            if not generator_is_global():
+                return self._draw_with_generator(which, logits)
+            generator = None  # it drives the global RNG now, for eager layers too
+        result = self.sampler(logits, self.training, self.temperature.value, generator)
         if self.mask_override is None:
             return SampleResult(result.prob, apply_grid_prior(result.mask, self.grid_interval))
         override = self.mask_override[which]
@@ -105,3 +113,9 @@ class SamplingLayer(nn.Module):
             raise ValueError(f"mask_override of shape {tuple(override.shape)} does not match the "
                              f"layer's mask shape {tuple(logits.shape)}")
         return SampleResult(result.prob, override.to(logits.dtype))
+
+    @torch.compiler.disable
+    def _draw_with_generator(self, which: int, logits: torch.Tensor) -> SampleResult:
+        """:meth:`draw` run eagerly from a compiled graph, so the layer's generator is used as
+        in eager mode (the graph breaks around it; :func:`~.rng.seeded_sampling` avoids it)."""
+        return self.draw(which, logits)

@@ -30,7 +30,8 @@ mask to the share of each position that is computed, and its mean is the density
     (no predictors, no interpolation), so calling it is only for uniform code paths.
 
 Noise is drawn with ``torch.rand(..., generator=generator)`` so a seeded ``torch.Generator``
-(on the logits' device) makes a stochastic run repeatable.
+(on the logits' device) makes a stochastic run repeatable; compiled, from torch's global RNG
+(:func:`logistic_noise`, :mod:`.rng`).
 """
 
 from __future__ import annotations
@@ -51,13 +52,23 @@ class SampleResult:
 def logistic_noise(
     like: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """L ~ Logistic(0, 1) shaped like ``like`` (u clamped away from 0 and 1 to stay finite)."""
-    if generator is not None and generator.device.type != like.device.type:
-        raise ValueError(
-            f"sampling generator is on {generator.device} but the logits are on {like.device}; "
-            f"create it with torch.Generator(device={str(like.device)!r})"
-        )
-    u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    """L ~ Logistic(0, 1) shaped like ``like`` (u clamped away from 0 and 1 to stay finite).
+
+    Under ``torch.compile`` / ``torch.export`` the draw is ``torch.rand_like`` on torch's
+    global RNG: a generator cannot enter a graph, and ``torch.rand(shape)`` rejects symbolic
+    sizes. :func:`~.rng.seeded_sampling` runs a compiled model on its layers' generator by
+    making it the global RNG for the call (the layers refuse to compile with a generator
+    otherwise, :func:`~.rng.check_generator_compiles`).
+    """
+    if torch.compiler.is_compiling():
+        u = torch.rand_like(like, memory_format=torch.contiguous_format)  # eager's order
+    else:
+        if generator is not None and generator.device.type != like.device.type:
+            raise ValueError(
+                f"sampling generator is on {generator.device} but the logits are on "
+                f"{like.device}; create it with torch.Generator(device={str(like.device)!r})"
+            )
+        u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
     eps = torch.finfo(like.dtype).eps
     u = u.clamp(eps, 1.0 - eps)
     return torch.log(u) - torch.log1p(-u)

@@ -27,6 +27,8 @@ from .taps import (
     bilinear_taps,
     bilinear_taps_backward,
     gather_tap_image,
+    gather_tap_image_backward,
+    gather_tap_image_for_backward,
     integer_taps,
 )
 
@@ -281,47 +283,51 @@ class _TapConv(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        table, offset, mask, weight, bias = ctx.saved_tensors
-        plan: _Plan = ctx.plan
-        need_table, need_offset, need_mask, need_weight, need_bias, _ = ctx.needs_input_grad
-        need_taps = need_offset or need_mask
-        need_image = need_table or need_taps
-        grad_out = plan.flat_grad(grad_out)
-        grad_table = torch.zeros_like(table) if need_table else None
-        grad_weight = torch.zeros_like(weight) if need_weight else None
-        taps = plan.taps(offset, mask, table.dtype, table.device)
-        grad_tap_weights = []
-        for tile, tile_taps in zip(plan.tiles if need_image or need_weight else (), taps):
-            if need_taps:
-                tile_taps = Taps(tile_taps.index, tile_taps.weight.requires_grad_())
-            # the table gradient of the rows these taps read, not of the whole table
-            first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
-            with torch.set_grad_enabled(need_image):
-                rows = table[first:last].detach().requires_grad_(need_table)
-                image = gather_tap_image(rows, tile_taps.shifted(first))
-            grad_image, grad_w = _conv_taps_backward(
-                plan.read(grad_out, tile), image.detach(), weight, plan.groups, need_image,
-                need_weight,
-            )
-            if need_weight:
-                grad_weight += grad_w
-            if not need_image:
-                continue
-            inputs = [t for t, need in ((rows, need_table), (tile_taps.weight, need_taps)) if need]
-            grads = torch.autograd.grad(image, inputs, grad_image)
-            if need_table:
-                grad_table[first:last] += grads[0]
-            if need_taps:
-                grad_tap_weights.append(grads[-1])
-        grad_offset = grad_mask = None
+        grads = tap_conv_backward(ctx.plan, *ctx.saved_tensors, grad_out,
+                                  ctx.needs_input_grad[:5])
+        return (*grads, None)
+
+
+def tap_conv_backward(plan: _Plan, table: Tensor, offset: Tensor | None, mask: Tensor | None,
+                      weight: Tensor, bias: Tensor | None, grad_out: Tensor,
+                      needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
+    """Gradients (table, offset, mask, weight, bias) of :class:`_TapConv` for the output
+    gradient ``grad_out`` (shaped as its output), those with ``needs`` False None."""
+    need_table, need_offset, need_mask, need_weight, need_bias = needs
+    need_taps = need_offset or need_mask
+    need_image = need_table or need_taps
+    grad_out = plan.flat_grad(grad_out)
+    grad_table = torch.zeros_like(table) if need_table else None
+    grad_weight = torch.zeros_like(weight) if need_weight else None
+    taps = plan.taps(offset, mask, table.dtype, table.device)
+    grad_tap_weights = []
+    for tile, tile_taps in zip(plan.tiles if need_image or need_weight else (), taps):
+        # the table gradient of the rows these taps read, not of the whole table
+        first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
+        image, gather = gather_tap_image_for_backward(table[first:last],
+                                                      tile_taps.shifted(first))
+        grad_image, grad_w = _conv_taps_backward(
+            plan.read(grad_out, tile), image, weight, plan.groups, need_image, need_weight,
+        )
+        if need_weight:
+            grad_weight += grad_w
+        if not need_image:
+            continue
+        grad_rows, grad_taps = gather_tap_image_backward(gather, grad_image, need_table,
+                                                         need_taps)
+        if need_table:
+            grad_table[first:last] += grad_rows
         if need_taps:
-            grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weights)
-            grad_offset = grad_offset if need_offset else None
-            grad_mask = grad_mask if need_mask else None
-        grad_bias = None
-        if need_bias:
-            grad_bias = grad_out.sum((0, 2)) if plan.nchw else grad_out.sum(0)
-        return grad_table, grad_offset, grad_mask, grad_weight, grad_bias, None
+            grad_tap_weights.append(grad_taps)
+    grad_offset = grad_mask = None
+    if need_taps:
+        grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weights)
+        grad_offset = grad_offset if need_offset else None
+        grad_mask = grad_mask if need_mask else None
+    grad_bias = None
+    if need_bias:
+        grad_bias = grad_out.sum((0, 2)) if plan.nchw else grad_out.sum(0)
+    return grad_table, grad_offset, grad_mask, grad_weight, grad_bias
 
 
 def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
@@ -331,22 +337,31 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
     rows: (count, C_out) rows, or NCHW with ``nchw``. Under autocast in float32 like
     torchvision, cast back after."""
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
-    groups = table.shape[1] // weight.shape[1]
-    corners = 1
-    if offset is not None:
-        corners = 4 * (offset.shape[1] // (2 * geom.kernel_points))
     device = table.device.type
     if not torch.is_autocast_enabled(device):
-        plan = _Plan(geom, groups, positions, count, table, table.element_size(), corners, nchw)
+        plan = make_plan(table, geom, positions, count, offset, weight, nchw)
         return _TapConv.apply(table, offset, mask, weight, bias, plan)
 
     def f32(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = _Plan(geom, groups, positions, count, table, 4, corners, nchw)
+        plan = make_plan(table, geom, positions, count, offset, weight, nchw, element_size=4)
         out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
     return out.to(table.dtype)
+
+
+def make_plan(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
+              offset: Tensor | None, weight: Tensor, nchw: bool,
+              element_size: int | None = None) -> _Plan:
+    """The :class:`_Plan` of a call of :class:`_TapConv` (groups and corners from the
+    weight's and the offset's channels)."""
+    groups = table.shape[1] // weight.shape[1]
+    corners = 1
+    if offset is not None:
+        corners = 4 * (offset.shape[1] // (2 * geom.kernel_points))
+    element_size = table.element_size() if element_size is None else element_size
+    return _Plan(geom, groups, positions, count, table, element_size, corners, nchw)
 
 
 def _check_weight(weight: Tensor, channels: int, bias: Tensor | None) -> None:
@@ -406,6 +421,38 @@ def deform_conv2d(
         use_taps = input.device.type not in TORCHVISION_DEVICES
     if not use_taps:
         return tv_ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
+    if torch.compiler.is_compiling():  # one opaque node in the graph (.library)
+        return torch.ops.seg_sparse.deform_conv2d(input, offset, weight, bias, _ints(stride),
+                                                  _ints(padding), _ints(dilation), mask)
+    call = dense_call(input, offset, weight, bias, stride, padding, dilation, mask)
+    out = _run(call.table, call.geom, None, call.count, offset, mask, weight, bias,
+               nchw=not call.rows_out)
+    if call.rows_out:
+        return out.view(*call.out_shape, -1).permute(0, 3, 1, 2)
+    return out
+
+
+def _ints(value: IntPair) -> list[int]:
+    return [value, value] if isinstance(value, int) else [int(v) for v in value]
+
+
+class DenseCall(NamedTuple):
+    """A checked :func:`deform_conv2d` call over all positions: the input's channels-last
+    rows, the geometry, the number of output positions (B * H_out * W_out) and whether the
+    result is made as rows (channels-last input: a channels-last result) or NCHW."""
+
+    table: Tensor
+    geom: ConvGeometry
+    count: int
+    out_shape: tuple[int, int, int]
+    rows_out: bool
+
+
+def dense_call(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None,
+               stride: IntPair, padding: IntPair, dilation: IntPair,
+               mask: Tensor | None) -> DenseCall:
+    """Check the arguments of :func:`deform_conv2d` (ValueError naming the bad one) and lay
+    the input out as rows."""
     if input.dim() != 4 or offset.dim() != 4:
         raise ValueError(f"input and offset must be 4-D (B, C, H, W), got {tuple(input.shape)} "
                          f"and {tuple(offset.shape)}")
@@ -421,13 +468,10 @@ def deform_conv2d(
     if mask is not None and tuple(mask.shape) != (b, offset_groups * k, *out_shape[1:]):
         raise ValueError(f"mask must have shape {(b, offset_groups * k, *out_shape[1:])}, got "
                          f"{tuple(mask.shape)}")
-    count = b * geom.out_h * geom.out_w
     table = input.permute(0, 2, 3, 1).reshape(b * h * w, c_in)
-    channels_last = input.is_contiguous(memory_format=torch.channels_last)
-    if channels_last and not input.is_contiguous():  # rows are the channels-last result
-        out = _run(table, geom, None, count, offset, mask, weight, bias)
-        return out.view(*out_shape, -1).permute(0, 3, 1, 2)
-    return _run(table, geom, None, count, offset, mask, weight, bias, nchw=True)
+    rows_out = input.is_contiguous(memory_format=torch.channels_last) \
+        and not input.is_contiguous()
+    return DenseCall(table, geom, b * geom.out_h * geom.out_w, out_shape, rows_out)
 
 
 def _table(input: Tensor, in_hw: tuple[int, int] | None) -> tuple[Tensor, int, int, int]:

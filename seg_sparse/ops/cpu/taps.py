@@ -12,6 +12,7 @@ deformable conv has four, the bilinear corners of its sampling point, so the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -218,12 +219,69 @@ def gather_tap_image(table: Tensor, taps: Taps) -> Tensor:
     fills the image; with D deformable groups the table is viewed as D rows of C / D channels
     per input position, one tap list per group.
     """
-    kh, t, kw, d, n = taps.index.shape
+    kh, t, kw, _, _ = taps.index.shape
     channels = table.shape[1]
+    bag_table, index, weight = _bag_arguments(table, taps)
+    rows = F.embedding_bag(index, bag_table, per_sample_weights=weight, mode="sum")
+    return rows.view(1, kh, kw * t, channels).permute(0, 3, 1, 2)
+
+
+
+
+class TapGather(NamedTuple):
+    """What the backward of one :func:`gather_tap_image` needs: ``embedding_bag``'s inputs
+    and bookkeeping (see :func:`gather_tap_image_for_backward`)."""
+
+    table: Tensor  # (rows, C / D)
+    index: Tensor  # (bags * n,)
+    offsets: Tensor
+    weight: Tensor  # (bags * n,)
+    offset2bag: Tensor
+    bag_size: Tensor
+    max_indices: Tensor
+    taps_shape: torch.Size
+    channels: int
+
+
+def _bag_arguments(table: Tensor, taps: Taps) -> tuple[Tensor, Tensor, Tensor]:
+    """The (viewed) table, (bags, n) row indices and weights of the taps' embedding bag."""
+    kh, t, kw, d, n = taps.index.shape
     index = taps.index
     if d > 1:  # row q, group g of the table is row q * d + g of the sliced view
         index = index * d + torch.arange(d, device=index.device).view(d, 1)
-        table = table.view(-1, channels // d)
-    rows = F.embedding_bag(index.reshape(-1, n), table,
-                           per_sample_weights=taps.weight.reshape(-1, n), mode="sum")
-    return rows.view(1, kh, kw * t, channels).permute(0, 3, 1, 2)
+        table = table.view(-1, table.shape[1] // d)
+    return table, index.reshape(-1, n), taps.weight.reshape(-1, n)
+
+
+def gather_tap_image_for_backward(table: Tensor, taps: Taps) -> tuple[Tensor, TapGather]:
+    """:func:`gather_tap_image` and what :func:`gather_tap_image_backward` needs, without
+    autograd (so it also runs inside a registered op, :mod:`.library`): the ATen kernels
+    autograd would call for ``embedding_bag``, at the same speed."""
+    kh, t, kw, _, n = taps.index.shape
+    channels = table.shape[1]
+    bag_table, index, weight = _bag_arguments(table, taps)
+    index, weight = index.reshape(-1), weight.reshape(-1)
+    offsets = torch.arange(0, index.numel(), n, device=index.device)
+    rows, offset2bag, bag_size, max_indices = torch.ops.aten._embedding_bag(
+        bag_table, index, offsets, False, 0, False, weight, False, -1)
+    image = rows.view(1, kh, kw * t, channels).permute(0, 3, 1, 2)
+    return image, TapGather(bag_table, index, offsets, weight, offset2bag, bag_size,
+                            max_indices, taps.weight.shape, channels)
+
+
+def gather_tap_image_backward(gather: TapGather, grad_image: Tensor, need_table: bool,
+                              need_weight: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of :func:`gather_tap_image` for the table (its shape) and the tap weights
+    (the taps' shape) from the tap image's gradient."""
+    grad_rows = grad_image.permute(0, 2, 3, 1).reshape(-1, gather.table.shape[1])
+    grad_table = grad_weight = None
+    if need_table:
+        grad_table = torch.ops.aten._embedding_bag_backward(
+            grad_rows, gather.index, gather.offsets, gather.offset2bag, gather.bag_size,
+            gather.max_indices, gather.table.shape[0], False, 0, False, gather.weight, -1,
+        ).view(-1, gather.channels)
+    if need_weight:
+        grad_weight = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            grad_rows, gather.table, gather.index, gather.offsets, gather.offset2bag, 0, -1,
+        ).view(gather.taps_shape)
+    return grad_table, grad_weight
