@@ -117,3 +117,26 @@ def test_the_design_doc_shows_the_import_table_of_the_code():
     design = (PACKAGE.parent / "docs" / "design.md").read_text()
     assert import_table() in design, "regenerate with: python -c 'import sys; " \
         "sys.path.insert(0, \"tests\"); import test_layering as t; print(t.import_table())'"
+
+
+def _module_exists(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_import_of_the_package_names_a_module_that_exists(path):
+    """Function-level imports run only when called: a stale path after a move would surface
+    as an ImportError in the middle of a command."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            names = [".".join(p for p in (base, node.module or "") if p)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        missing += [n for n in names if n.split(".")[0] == "seg_sparse" and not _module_exists(n)]
+    assert missing == []

@@ -115,7 +115,7 @@ def benchmark_compile(
 
 
 def format_compile(rows: list[CompileRow]) -> str:
-    from seg_sparse.analysis.output import table
+    from seg_sparse.outputs import table
 
     header = ["run", "input", "batch", *(f"{v} ms" for v in VARIANTS), "sampled/dense eager",
               "sampled/dense compiled"]
