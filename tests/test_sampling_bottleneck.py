@@ -286,7 +286,7 @@ def test_block_densities_are_per_image_fractions_of_the_last_masks():
 def test_block_rejects_bad_settings():
     with pytest.raises(ValueError, match="'bernoulli'"):
         SparseBottleneck(16, 4, sampler="bernoulli")
-    with pytest.raises(ValueError, match="grid interval.*-1"):
+    with pytest.raises(ValueError, match="grid_interval.*-1"):
         SparseBottleneck(16, 4, grid_interval=-1)
     with pytest.raises(ValueError, match="window.*4"):
         SparseBottleneck(16, 4, interp_window=4)

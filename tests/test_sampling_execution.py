@@ -9,8 +9,8 @@ from seg_sparse.sampling import (
     execution_mode,
     set_execution,
 )
-from seg_sparse.sampling.masks import paired_mask_logits
-from seg_sparse.sampling.sparse_interpolation import plan_interpolation
+from seg_sparse.sampling.predictors import paired_mask_logits
+from seg_sparse.sampling.sparse_interpolation import interpolation_matrix
 
 
 def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -164,11 +164,11 @@ def test_interpolation_plan_equals_the_dense_interpolation(scale, binary):
     column = torch.full_like(flat, -1, dtype=torch.long)
     column[index] = torch.arange(index.numel())
     rows = feats.permute(0, 2, 3, 1).reshape(-1, 5)
-    plan = plan_interpolation(mask, interp.kernel_1d(torch.float64, feats.device), interp.eps,
+    matrix = interpolation_matrix(mask, interp.kernel_1d(torch.float64, feats.device), interp.eps,
                               column, binary)
     out = rows * flat[:, None]
-    fill = plan.fill(rows[index])
-    out.index_add_(0, plan.targets, fill if plan.keep is None else fill * plan.keep[:, None])
+    fill = matrix.fill(rows[index])
+    out.index_add_(0, matrix.targets, fill if matrix.keep is None else fill * matrix.keep[:, None])
     got = out.view(2, 10, 13, 5).permute(0, 3, 1, 2)
     assert max_rel_err(got, expected) < 1e-5
 

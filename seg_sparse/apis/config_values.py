@@ -5,7 +5,7 @@ A wrong value (``train_cfg.max_iters=abc``, ``model.backbone.sampler=foo``,
 mmengine's builders as a long traceback that does not name the key. :func:`check_config_values`
 names the key, the value and what is expected, in one line. The sampling-specific rules are the
 ones the sampling code itself enforces (sampler names, :func:`check_grid_interval`,
-:class:`GumbelTemperature`), applied here early and with the key attached.
+:class:`~seg_sparse.sampling.SamplingOptions`), applied here early and with the key attached.
 """
 
 from __future__ import annotations
@@ -39,28 +39,14 @@ def _positive_number(value: Any) -> str | None:
     return None if ok else "must be a finite number > 0"
 
 
-def _positive_odd_int(value: Any) -> str | None:
-    return None if _positive_int(value) is None and value % 2 else "must be a positive odd integer"
+def _sampling_option(name: str) -> Callable[[Any], str | None]:
+    """The sampling code's own rule for option ``name`` (:class:`SamplingOptions`)."""
+    from seg_sparse.sampling.options import option_problem
+
+    return lambda value: option_problem(name, value)
 
 
-def _sampler(value: Any) -> str | None:
-    from seg_sparse.sampling import SAMPLERS
-
-    return None if value in SAMPLERS else f"must be one of {sorted(SAMPLERS)}"
-
-
-def _grid_interval(value: Any) -> str | None:
-    from seg_sparse.sampling import check_grid_interval
-
-    if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
-        return "must be None or an integer >= 0"
-    try:
-        check_grid_interval(value)
-    except ValueError:
-        return "must be None (no grid prior) or an integer >= 0"
-    return None
-
-
+_SAMPLING_PLACES = ("model.backbone", "model.decode_head.sampling")
 _LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 _HEADS = ("decode_head", "auxiliary_head")
 #: key (lists are searched element by element) -> check returning what is wrong, or None.
@@ -76,18 +62,9 @@ CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("model.sparse_loss_weight", _non_negative_number),
     *((f"model.{head}.num_classes", _positive_int) for head in _HEADS),
     *((f"model.{head}.loss_decode.loss_weight", _non_negative_number) for head in _HEADS),
-    ("model.backbone.sampler", _sampler),
-    ("model.backbone.grid_interval", _grid_interval),
-    ("model.backbone.t0", _positive_number),
-    ("model.backbone.t_final", _positive_number),
-    ("model.backbone.max_iters", _positive_int),
-    ("model.backbone.interp_window", _positive_odd_int),
-    ("model.decode_head.sampling.sampler", _sampler),
-    ("model.decode_head.sampling.grid_interval", _grid_interval),
-    ("model.decode_head.sampling.t0", _positive_number),
-    ("model.decode_head.sampling.t_final", _positive_number),
-    ("model.decode_head.sampling.max_iters", _positive_int),
-    ("model.decode_head.sampling.interp_window", _positive_odd_int),
+    *((f"{place}.{name}", _sampling_option(name)) for place in _SAMPLING_PLACES
+      for name in ("sampler", "grid_interval", "interp_window", "t0", "t_final", "max_iters",
+                   "execution")),
     ("model.decode_head.sampling.loss_weight", _non_negative_number),
     ("env_cfg.dist_cfg.timeout", _positive_number),
 )
@@ -105,19 +82,19 @@ def check_config_values(cfg: Any) -> None:
 
 
 def _check_temperature(cfg: Mapping) -> None:
-    """The schedule decays: t_final must not exceed t0 (:class:`GumbelTemperature`'s rule)."""
+    """The schedule decays: t_final must not exceed t0 (:class:`SamplingOptions`' rule)."""
     model = cfg.get("model") or {}
     head = model.get("decode_head") if isinstance(model, Mapping) else None
     places = {"model.backbone": model.get("backbone") if isinstance(model, Mapping) else None,
               "model.decode_head.sampling":
                   head.get("sampling") if isinstance(head, Mapping) else None}
-    from seg_sparse.sampling import GumbelTemperature
+    from seg_sparse.sampling import SamplingOptions
 
     for where, node in places.items():
         if not isinstance(node, Mapping) or "t_final" not in node or "t0" not in node:
             continue
         try:
-            GumbelTemperature(node["t0"], node["t_final"], node.get("max_iters", 1))
+            SamplingOptions(t0=node["t0"], t_final=node["t_final"])
         except (TypeError, ValueError) as err:
             raise ConfigValueError(f"config values {where}.t0={node['t0']!r}, "
                                    f"t_final={node['t_final']!r}: {err}") from None

@@ -57,7 +57,7 @@ def _inference_function(model: nn.Module) -> Any:
 
 def _masked(sample: Any, blocks: Sequence[str] | str | None) -> MaskedPrediction:
     from seg_sparse.models.sparse_model import DENSITIES_KEY, HEAD_DENSITIES_KEY
-    from seg_sparse.visualization.masks import prediction_masks
+    from seg_sparse.visualization.mask_collection import prediction_masks
 
     masks, head_masks = prediction_masks(sample, blocks)
     densities = sample.metainfo.get(DENSITIES_KEY, {})

@@ -35,7 +35,7 @@ from seg_sparse.models.sparse_model import (
     HEAD_MASKS_FIELD,
     MASKS_FIELD,
 )
-from seg_sparse.visualization.masks import in_model_order
+from seg_sparse.visualization.mask_collection import in_model_order
 
 #: What each prediction adds to the Inferencer's results, in this order.
 OUTPUT_KEYS = (DENSITIES_KEY, HEAD_DENSITIES_KEY, MASKS_FIELD, HEAD_MASKS_FIELD)
@@ -100,7 +100,7 @@ class _SamplingInferencerMixin:
         import mmcv
 
         from seg_sparse.visualization import mask_overlay_figure, prediction_panel
-        from seg_sparse.visualization.masks import prediction_masks
+        from seg_sparse.visualization.mask_collection import prediction_masks
 
         names = None if blocks is True else list(blocks)  # None: the last block of each stage
         os.makedirs(out_dir, exist_ok=True)

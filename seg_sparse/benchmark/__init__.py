@@ -5,8 +5,8 @@ peak memory), :mod:`.inference` and :mod:`.training` produce the rows the comman
 """
 
 from .compiled import CompileRow, benchmark_compile
+from .density_masks import exact_density_mask, masks_at_density, recorded_masks
 from .inference import InferenceRow, benchmark_inference
-from .masks import exact_density_mask, masks_at_density, recorded_masks
 from .timing import alternated_medians, freed_memory_tracked, peak_memory_bytes
 from .training import TrainingRow, benchmark_training
 

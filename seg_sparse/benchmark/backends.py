@@ -30,8 +30,8 @@ from seg_sparse.flops import count_flops
 from seg_sparse.sampling import execution_mode
 from seg_sparse.sampling.execution import backend_for
 
+from .density_masks import HeadMasks, Masks, overridden_head_masks, overridden_masks
 from .inference import _flops_ratio, _forward, _mask_sets, _runner
-from .masks import HeadMasks, Masks, overridden_head_masks, overridden_masks
 from .timing import alternated_medians, sync_device
 
 PRECISIONS = ("default", "fp32", "tf32", "bf16")
@@ -242,7 +242,7 @@ def benchmark_backends(
 
 def _rows(ms: dict[str, float], mask_sets: dict, profile: Any, model: nn.Module, part: str,
           size: str, name: str, backend: str, device: torch.device) -> list[BackendRow]:
-    from .masks import head_mask_densities
+    from .density_masks import head_mask_densities
 
     rows = []
     for key, (masks, head) in mask_sets.items():

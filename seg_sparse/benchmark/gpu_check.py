@@ -36,7 +36,7 @@ from .backends import (
     format_backends,
     graphed_runner,
 )
-from .masks import exact_density_mask, overridden_head_masks, overridden_masks
+from .density_masks import exact_density_mask, overridden_head_masks, overridden_masks
 
 #: Block kinds of the equivalence check: make_check_block kwargs.
 BLOCK_KINDS = {
@@ -222,7 +222,7 @@ class GpuCheckPlan:
 def run_gpu_check(models: Any, plan: GpuCheckPlan, log: Any = print) -> dict[str, Any]:
     """Run the phases of the module docstring; returns everything measured (JSON-ready)."""
     from .backends import _mask_sets
-    from .report import format_training
+    from .tables import format_training
     from .training import benchmark_training
 
     deadline = Deadline(plan.budget_s)

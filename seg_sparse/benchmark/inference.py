@@ -29,7 +29,7 @@ from seg_sparse.flops import FlopsReport, count_flops
 from seg_sparse.sampling import execution_mode
 from seg_sparse.sampling.execution import crossover_override
 
-from .masks import (
+from .density_masks import (
     HeadMasks,
     Masks,
     head_mask_densities,

@@ -28,7 +28,7 @@ from typing import Any
 
 from seg_sparse.fileio import check_input_file
 
-from .common import CommandError, ConfigOptionsAction, DeprecatedAlias
+from .common import CommandError, ConfigOptionsAction, DeprecatedAlias, add_command
 
 NAME = "bench"
 DEFAULT_CONFIG = "sparse_fcn/sparse-fcn_r50-d8-dcn_4xb2-60k_cityscapes-512x1024_w0.1.py"
@@ -94,13 +94,9 @@ def _positive(text: str) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="speed of dense vs masked vs sparse execution (backbone, segmentor, training)",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="speed of dense vs masked vs sparse execution (backbone, segmentor, training)")
     parser.add_argument("config", nargs="?", help="sampling model config (default: the "
                         f"paper's model, configs/{DEFAULT_CONFIG})")
     parser.add_argument("--checkpoint", help="trained weights, a file or a URL (default: "
@@ -181,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from seg_sparse.benchmark import benchmark_inference, benchmark_training
-    from seg_sparse.benchmark.report import format_inference, format_training, machine_line
+    from seg_sparse.benchmark.tables import format_inference, format_training, machine_line
 
     if args.image and not args.checkpoint:
         raise CommandError("--image needs --checkpoint (it times the checkpoint's own masks)")

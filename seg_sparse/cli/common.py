@@ -124,3 +124,15 @@ def build_runner(cfg: Config):
     from mmseg.registry import RUNNERS
 
     return RUNNERS.build(cfg)
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, epilog: str,
+                doc: str | None = None, description: str | None = None
+                ) -> argparse.ArgumentParser:
+    """A command's parser, built the same way for every command: ``help`` is its line in
+    ``seg-sparse --help``; the description is ``description``, or the module docstring ``doc``
+    after its first paragraph (without rst markup); the ``epilog`` examples keep their layout."""
+    if description is None:
+        description = (doc or "").split("\n\n", 1)[-1].replace("``", "")
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)

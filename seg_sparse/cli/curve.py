@@ -14,6 +14,7 @@ import argparse
 import os.path as osp
 
 from .analysis_args import report_written
+from .common import add_command
 
 NAME = "curve"
 EPILOG = """examples:
@@ -28,13 +29,9 @@ EPILOG = """examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from seg_sparse.analysis.curve import GFLOPS_KINDS
 
-    parser = subparsers.add_parser(
-        NAME,
-        help="GFLOPs vs mIoU/mAP from several test results, one line per method family",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="GFLOPs vs mIoU/mAP from several test results, one line per method family")
     parser.add_argument("results", nargs="+", metavar="RESULT.json",
                         help="test result JSON files, one point each")
     parser.add_argument("--family", nargs="+", metavar="NAME",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "demo"
 EPILOG = """examples:
@@ -17,16 +17,13 @@ Rerunning with the same data options reuses the generated scenes in <out-dir>/da
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG,
         help="generate data, train a dense and two sparse models on CPU, report mIoU/GFLOPs",
         description="End-to-end demo: synthetic street scenes (Cityscapes layout), a small "
         "dense FCN, its sparse twin and a twin that samples the decode head too (both "
         "fine-tuned from the dense one), evaluation with GFLOPs and densities, pictures of "
-        "the sampled masks, and report.json.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "the sampled masks, and report.json.")
     parser.add_argument("--out-dir", default="demo_out",
                         help="where data, work dirs, figures and report.json go "
                         "(default: demo_out)")

@@ -16,7 +16,7 @@ import os.path as osp
 from mmengine.config import DictAction
 
 from .bench import _size
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "export"
 EPILOG = """examples:
@@ -36,10 +36,9 @@ FORMATS = {".pt2": "pt2", ".onnx": "onnx"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME, help="export a segmentor as a torch.export program (.pt2) or ONNX model",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""), epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="export a segmentor as a torch.export program (.pt2) or ONNX model")
     parser.add_argument("config", help="segmentation config file path")
     parser.add_argument("--checkpoint", help="trained weights (default: the config's "
                         "initialisation, for trying the export out)")

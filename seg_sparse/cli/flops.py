@@ -21,7 +21,7 @@ from seg_sparse.analysis.loading import evaluate_on_val_images
 from seg_sparse.apis import build_eval_model, load_config, load_weights
 from seg_sparse.fileio import check_input_file, check_writable_dir
 
-from .common import CommandError, ConfigOptionsAction
+from .common import CommandError, ConfigOptionsAction, add_command
 
 NAME = "flops"
 OUTPUT_FILE = "flops.json"
@@ -37,13 +37,9 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="GFLOPs of backbone/head/total, dense and with measured sampling densities",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="GFLOPs of backbone/head/total, dense and with measured sampling densities")
     parser.add_argument("config", help="model config file")
     parser.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"),
                         help="network input size (default: the val pipeline's Resize scale)")

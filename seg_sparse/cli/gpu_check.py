@@ -17,7 +17,7 @@ import json
 import os.path as osp
 
 from .bench import _positive
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "gpu-check"
 DEFAULT_CONFIG = ("sparse_fcn/"
@@ -34,13 +34,9 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="equivalence + backends table + training step on a GPU, in one short run",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="equivalence + backends table + training step on a GPU, in one short run")
     parser.add_argument("config", nargs="?", help="sampling model config (default: the "
                         f"paper's model with the sampled head, configs/{DEFAULT_CONFIG}; "
                         f"with --dry-run configs/{DRY_RUN_CONFIG})")
@@ -70,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from seg_sparse.benchmark.gpu_check import run_gpu_check
     from seg_sparse.benchmark.models import build_bench_models
-    from seg_sparse.benchmark.report import machine_line
+    from seg_sparse.benchmark.tables import machine_line
     from seg_sparse.demo.settings import configs_dir
     from seg_sparse.fileio import atomic_write_text, check_writable_dir
 

@@ -15,7 +15,7 @@ import argparse
 import os.path as osp
 
 from .analysis_args import add_model_options, load, out_dir, report_written
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "prune"
 EPILOG = """examples:
@@ -31,13 +31,9 @@ EPILOG = """examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from seg_sparse.analysis.prune import DEFAULT_RATIOS
 
-    parser = subparsers.add_parser(
-        NAME,
-        help="global L1 pruning of backbone convs: params, GFLOPs and mIoU per ratio",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="global L1 pruning of backbone convs: params, GFLOPs and mIoU per ratio")
     parser.add_argument("config", help="model config file")
     parser.add_argument("checkpoint", help="trained checkpoint")
     parser.add_argument("--ratios", nargs="+", type=float, default=list(DEFAULT_RATIOS),

@@ -16,7 +16,7 @@ import os.path as osp
 from seg_sparse.analysis.sparsity_regions import DEFAULT_BAND
 
 from .analysis_args import add_model_options, load, out_dir, report_written
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "sparsity"
 EPILOG = """examples:
@@ -31,13 +31,9 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="per-block density of conv1/conv2/conv3 over the val set (bar chart, JSON, table)",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="per-block density of conv1/conv2/conv3 over the val set (bar chart, JSON, table)")
     parser.add_argument("config", help="model config file (the same for every checkpoint)")
     parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
                         help="trained checkpoint(s); one chart panel each")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from .analysis_args import add_model_options, load, out_dir, report_written
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "stability"
 EPILOG = """examples:
@@ -29,13 +29,9 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="evaluate N times with different sampling seeds: mean/std of mIoU and GFLOPs",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="evaluate N times with different sampling seeds: mean/std of mIoU and GFLOPs")
     parser.add_argument("config", help="model config file")
     parser.add_argument("checkpoint", help="trained checkpoint")
     parser.add_argument("--runs", type=int, default=5, help="number of evaluations (default 5)")

@@ -22,7 +22,7 @@ from typing import Any
 
 from seg_sparse.fileio import check_dir_creatable, check_input_file
 
-from .common import CommandError, add_common_arguments, build_runner, config_from_args
+from .common import CommandError, add_command, add_common_arguments, build_runner, config_from_args
 from .compile_args import add_compile_argument, compile_options
 
 NAME = "test"
@@ -50,13 +50,10 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG,
         help="evaluate a checkpoint (mIoU or COCO mAP, metrics.json, optional official eval)",
-        description="Evaluate a checkpoint with mmengine's Runner (like mmseg's tools/test.py).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        description="Evaluate a checkpoint with mmengine's Runner (like mmseg's tools/test.py).")
     parser.add_argument("config", help="test config file path")
     parser.add_argument("checkpoint", help="checkpoint file")
     parser.add_argument(

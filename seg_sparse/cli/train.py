@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 
-from .common import CommandError, add_common_arguments, build_runner, config_from_args
+from .common import CommandError, add_command, add_common_arguments, build_runner, config_from_args
 from .compile_args import add_compile_argument, compile_options
 
 NAME = "train"
@@ -30,14 +30,11 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG,
         help="train a segmentor or detector from a config",
         description="Train a segmentor or detector with mmengine's Runner (like mmseg's / mmdet's "
-        "tools/train.py).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "tools/train.py).")
     parser.add_argument("config", help="train config file path")
     parser.add_argument(
         "--resume",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from .analysis_args import add_model_options, load, out_dir, report_written
-from .common import CommandError
+from .common import CommandError, add_command
 
 NAME = "visualize"
 EPILOG = """examples:
@@ -32,13 +32,9 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        NAME,
-        help="figures of the sampled masks over street scenes, stochastic vs deterministic",
-        description=__doc__.split("\n\n", 1)[1].replace("``", ""),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(
+        subparsers, NAME, epilog=EPILOG, doc=__doc__,
+        help="figures of the sampled masks over street scenes, stochastic vs deterministic")
     parser.add_argument("config", help="model config file (its test pipeline resizes the image)")
     parser.add_argument("checkpoint", help="trained checkpoint of a sparse model")
     parser.add_argument("image", metavar="IMAGE_OR_DIR",

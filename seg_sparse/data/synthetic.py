@@ -141,14 +141,14 @@ def _check_cities(cities: Mapping[str, Sequence[str]] | None) -> dict[str, tuple
     return out
 
 
-def plan_samples(counts: Mapping[str, int], cities: Mapping[str, Sequence[str]]) -> list[SampleId]:
+def sample_ids(counts: Mapping[str, int], cities: Mapping[str, Sequence[str]]) -> list[SampleId]:
     """Spread each split's samples round-robin over its cities (sequence numbers per city)."""
-    plan = []
+    ids = []
     for split in SPLITS:
         names = cities[split]
         for i in range(counts[split]):
-            plan.append(SampleId(split, names[i % len(names)], i // len(names), i))
-    return plan
+            ids.append(SampleId(split, names[i % len(names)], i // len(names), i))
+    return ids
 
 
 def _check_no_stale_files(root: Path, planned: set[Path]) -> None:
@@ -194,10 +194,10 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"output root {root} exists and is not a directory")
 
-    plan = plan_samples(counts, city_names)
-    _check_no_stale_files(root, {p for s in plan for p in s.paths(root).values()})
+    ids = sample_ids(counts, city_names)
+    _check_no_stale_files(root, {p for s in ids for p in s.paths(root).values()})
     pixels = np.zeros(256, dtype=np.int64)
-    for sample_id in tqdm(plan, desc="synthetic cityscapes", unit="img",
+    for sample_id in tqdm(ids, desc="synthetic cityscapes", unit="img",
                           disable=not show_progress):
         sample = render_sample(seed, sample_id.split, sample_id.index, height, width)
         write_sample(sample, sample_id.paths(root))
@@ -205,8 +205,8 @@ def generate_synthetic_cityscapes(root: str | Path, num_train: int = 20, num_val
     return {
         "root": str(root),
         "splits": counts,
-        "num_images": len(plan),
-        "cities": {split: list(dict.fromkeys(s.city for s in plan if s.split == split))
+        "num_images": len(ids),
+        "cities": {split: list(dict.fromkeys(s.city for s in ids if s.split == split))
                    for split in SPLITS},
         "height": height,
         "width": width,

@@ -23,7 +23,7 @@ from seg_sparse.data.synthetic import generate_synthetic_cityscapes
 from seg_sparse.fileio import check_writable_dir
 
 from .figures import write_figures
-from .report import build_report, format_summary, write_report
+from .report_json import build_report, format_summary, write_report
 from .settings import (
     DENSE_CONFIG,
     SPARSE_CONFIG,

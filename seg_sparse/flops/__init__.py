@@ -5,7 +5,7 @@
 """
 
 from .counter import count_flops, is_bottleneck, is_sparse_block
-from .report import BlockFlops, FlopsReport, HeadLayerFlops, normalize_densities
+from .flops_report import BlockFlops, FlopsReport, HeadLayerFlops, normalize_densities
 
 __all__ = [
     "BlockFlops",

@@ -2,7 +2,7 @@
 
 Hooks see the real output sizes, so stride, padding and dilation need no re-derivation. Each
 conv is attributed to the backbone (and there to a bottleneck block and a role inside it) or to
-the head (neck + decode head). :mod:`seg_sparse.flops.report` turns the profile into GFLOPs.
+the head (neck + decode head). :mod:`seg_sparse.flops.flops_report` turns the profile into GFLOPs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from seg_sparse.sampling import HeadSampling, execution_mode, sampling_generators
 
-from .report import BlockFlops, Densities, FlopsReport, HeadDensities, HeadLayerFlops
+from .flops_report import BlockFlops, Densities, FlopsReport, HeadDensities, HeadLayerFlops
 
 #: Child names of a bottleneck block and the role they play in the FLOPs formula. Anything
 #: else inside a block counts as "other" (dense).
@@ -141,7 +141,7 @@ def _positions(recorder: _Recorder, conv: nn.Module) -> int:
 
 def _predictor_macs(block: nn.Module, recorder: _Recorder) -> dict[str, int]:
     """MACs of the mask predictors, which run as one fused GEMM rather than module calls
-    (:func:`seg_sparse.sampling.masks.paired_mask_logits`): weight size x mask positions."""
+    (:func:`seg_sparse.sampling.predictors.paired_mask_logits`): weight size x mask positions."""
     macs = {}
     for role, predictor, conv in (("mask1", "mask1", block.conv1), ("mask2", "mask2", block.conv3)):
         module = getattr(block, predictor, None)

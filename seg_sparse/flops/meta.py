@@ -22,7 +22,7 @@ from torch import nn
 from seg_sparse.sampling import GaussianInterpolation, set_sampling_generator
 
 from .counter import count_flops
-from .report import FlopsReport
+from .flops_report import FlopsReport
 
 
 class _PassThrough(nn.Module):

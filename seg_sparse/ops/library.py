@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .cpu.deform_conv import deform_conv2d as _eager_deform_conv2d
-from .cpu.deform_conv import dense_call, make_plan, tap_conv_backward
+from .cpu.deform_conv import dense_call, tap_conv_backward, tap_layout
 
 
 @torch.library.custom_op("seg_sparse::deform_conv2d", mutates_args=())
@@ -53,9 +53,9 @@ def deform_conv2d_backward_op(
     call = dense_call(input, offset, weight, bias, tuple(stride), tuple(padding),
                       tuple(dilation), mask)
     table = call.table.contiguous()
-    plan = make_plan(table, call.geom, None, call.count, offset, weight, not call.rows_out)
+    layout = tap_layout(table, call.geom, None, call.count, offset, weight, not call.rows_out)
     grad = grad.permute(0, 2, 3, 1).reshape(call.count, -1) if call.rows_out else grad
-    grads = tap_conv_backward(plan, table, offset, mask, weight, bias, grad,
+    grads = tap_conv_backward(layout, table, offset, mask, weight, bias, grad,
                               tuple(bool(n) for n in needs))
     grad_table = grads[0]
     if grad_table is not None:

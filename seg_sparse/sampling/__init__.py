@@ -41,16 +41,8 @@ from .grid import apply_grid_prior, check_grid_interval, grid_prior_mask
 from .head import HeadLayers, HeadSampling, HeadSamplingOutput, check_head_layers
 from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer
-from .masks import MaskPredictor
-from .options import EXECUTION_MODES, SamplingOptions, check_execution
-from .rng import seeded_sampling
-from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
-from .stats import (
-    block_densities,
-    computed_block_masks,
-    computed_head_masks,
+from .model_layers import (
     execution_mode,
-    mask_density,
     sampled_decode_head,
     sampling_generators,
     sampling_heads,
@@ -59,6 +51,16 @@ from .stats import (
     set_sampling_generator,
     set_temperature_iter,
     sparse_blocks,
+)
+from .options import EXECUTION_MODES, SamplingOptions, check_execution
+from .predictors import MaskPredictor
+from .rng import seeded_sampling
+from .samplers import SAMPLERS, MaskSampler, SampleResult, build_sampler
+from .sparsity import (
+    block_densities,
+    computed_block_masks,
+    computed_head_masks,
+    mask_density,
     sparsity_loss,
 )
 from .temperature import GumbelTemperature

@@ -13,8 +13,8 @@ from ..ops import DeformConv2d
 from .execution import Executor
 from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer, resolve_options
-from .masks import MaskPredictor, paired_mask_logits
 from .options import SamplingOptions
+from .predictors import MaskPredictor, paired_mask_logits
 from .temperature import GumbelTemperature
 
 

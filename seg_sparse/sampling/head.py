@@ -32,8 +32,8 @@ from torch import nn
 
 from .interpolation import GaussianInterpolation
 from .layer import SamplingLayer, resolve_options
-from .masks import MaskPredictor, paired_mask_logits
 from .options import SamplingOptions
+from .predictors import MaskPredictor, paired_mask_logits
 from .temperature import GumbelTemperature
 
 

@@ -10,11 +10,11 @@ fails as loudly as a bad config does.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .grid import check_grid_interval
 from .samplers import SAMPLERS
 
 #: Execution modes of a sampling layer at inference (training always runs ``'masked'``).
@@ -28,48 +28,38 @@ def check_execution(mode: Any) -> str:
     return mode
 
 
-def _sampler(value: Any) -> str:
-    if value not in SAMPLERS:
-        raise ValueError(f"unknown sampler {value!r}; choose one of {sorted(SAMPLERS)}")
-    return value
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
-def _grid_interval(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
-        raise ValueError(f"grid interval must be None or an integer >= 0, got {value!r}")
-    return None if value is None else check_grid_interval(value)
+def _integer(value: Any) -> bool:
+    return _number(value) and int(value) == value
 
 
-def _interp_window(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 2 == 0:
-        raise ValueError(f"interpolation window must be a positive odd integer, got {value!r}")
-    return value
-
-
-def _temperature(name: str) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
-        return float(value)
-    return check
-
-
-def _max_iters(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 \
-            or int(value) != value:
-        raise ValueError(f"max_iters must be a positive integer, got {value!r}")
-    return int(value)
-
-
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "sampler": _sampler,
-    "grid_interval": _grid_interval,
-    "interp_window": _interp_window,
-    "t0": _temperature("t0"),
-    "t_final": _temperature("t_final"),
-    "max_iters": _max_iters,
-    "execution": check_execution,
+#: option -> what is wrong with a value (None: nothing). The config checks
+#: (:mod:`seg_sparse.apis.config_values`) report these against the config key.
+PROBLEMS: dict[str, Callable[[Any], str | None]] = {
+    "sampler": lambda v: None if v in SAMPLERS else f"must be one of {sorted(SAMPLERS)}",
+    "grid_interval": lambda v: None if v is None or (_integer(v) and v >= 0)
+    else "must be None (no grid prior) or an integer >= 0",
+    "interp_window": lambda v: None if _integer(v) and v > 0 and v % 2
+    else "must be a positive odd integer",
+    "t0": lambda v: None if _number(v) and v > 0 else "must be a finite number > 0",
+    "t_final": lambda v: None if _number(v) and v > 0 else "must be a finite number > 0",
+    "max_iters": lambda v: None if _integer(v) and v > 0 else "must be a positive integer",
+    "execution": lambda v: None if v in EXECUTION_MODES else f"must be one of {EXECUTION_MODES}",
 }
+#: the value stored once checked
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "grid_interval": lambda v: None if v is None else int(v),
+    "interp_window": int, "t0": float, "t_final": float, "max_iters": int,
+}
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for option ``name`` (None: nothing)."""
+    return PROBLEMS[name](value)
 
 
 @dataclass
@@ -100,8 +90,11 @@ class SamplingOptions:
     execution: str = "auto"
 
     def __setattr__(self, name: str, value: Any) -> None:
-        check = _CHECKS.get(name)
-        value = value if check is None else check(value)
+        if name in PROBLEMS:
+            problem = option_problem(name, value)
+            if problem:
+                raise ValueError(f"{name} {problem}, got {value!r}")
+            value = _CONVERT.get(name, lambda v: v)(value)
         if name in ("t0", "t_final"):
             set_ = self.__dict__  # not getattr: the class holds the defaults
             t0 = value if name == "t0" else set_.get("t0", value)

@@ -50,7 +50,7 @@ def seeded_sampling(module: nn.Module) -> Iterator[None]:
     is restored. Without a generator (the layers draw from the global RNG anyway) nothing
     changes; layers with different generators are refused (ValueError).
     """
-    from .stats import sampling_generators
+    from .model_layers import sampling_generators
 
     generators = sampling_generators(module)
     if not generators:

@@ -32,7 +32,7 @@ TAP_TOLERANCE = 1e-7
 
 
 @dataclass
-class InterpolationPlan:
+class InterpolationMatrix:
     """Which positions an interpolation fills and with which weights.
 
     ``targets``: flat positions over (B, H, W) with mask < 1, shape (Nt,);
@@ -71,14 +71,14 @@ def kernel_taps(
     return offsets, grid[keep]
 
 
-def plan_interpolation(
+def interpolation_matrix(
     mask: torch.Tensor,
     kernel_1d: torch.Tensor,
     eps: float,
     source_column: torch.Tensor,
     binary: bool,
-) -> InterpolationPlan:
-    """Interpolation plan for ``mask`` (B, 1, H, W).
+) -> InterpolationMatrix:
+    """Interpolation matrix for ``mask`` (B, 1, H, W).
 
     ``source_column``: (B*H*W,) long, the row of each position in the source matrix (-1 where
     the position is not a source, i.e. mask == 0). ``binary``: the mask holds only 0 and 1.
@@ -110,5 +110,5 @@ def plan_interpolation(
     row_starts = torch.zeros(targets.numel(), dtype=torch.long, device=mask.device)
     row_starts[1:] = valid_mat.sum(1).cumsum(0)[:-1]
     keep = None if binary else 1 - flat_mask[targets]
-    return InterpolationPlan(targets, col_mat.view(-1).index_select(0, pairs), values,
+    return InterpolationMatrix(targets, col_mat.view(-1).index_select(0, pairs), values,
                              row_starts, den / norm, keep)

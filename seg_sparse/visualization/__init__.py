@@ -24,7 +24,7 @@ from .figures import (
     resize_to,
     stochastic_vs_deterministic_figure,
 )
-from .masks import (
+from .mask_collection import (
     BlockMasks,
     HeadMask,
     collect_block_masks,

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .masks import BlockMasks, HeadMask
+from .mask_collection import BlockMasks, HeadMask
 from .style import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,

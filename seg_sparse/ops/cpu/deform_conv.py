@@ -40,7 +40,7 @@ TILE_BYTES = {"cpu": 16 << 20, "default": 512 << 20}
 #: "meta", shapes only, torchvision's shape function: the taps need values).
 TORCHVISION_DEVICES = frozenset({"cuda", "meta"})
 #: Taps per chunk of the tap computation, per device type (absent: one chunk per tile; see
-#: ``_Plan``).
+#: ``_TapLayout``).
 CHUNK_ELEMENTS = {"cpu": 32768}
 #: From this many input channels :func:`conv2d_at` (one group) runs one GEMM per kernel point
 #: over gathered input rows instead of tap images: with K = 9 x C_in in the tens of thousands a
@@ -81,7 +81,7 @@ def _conv_taps_backward(grad_rows: Tensor, image: Tensor, weight: Tensor, groups
 
 
 class _Chunk(NamedTuple):
-    """Consecutive positions whose taps are computed together (see :meth:`_Plan.taps`)."""
+    """Consecutive positions whose taps are computed together (see :meth:`_TapLayout.taps`)."""
 
     tile: int  # the tile they belong to
     local: slice  # their positions within the tile
@@ -90,7 +90,7 @@ class _Chunk(NamedTuple):
     in_image: slice  # ... and their positions within it
 
 
-class _Plan:
+class _TapLayout:
     """Everything about one call except the tensors: geometry, groups, tiles and chunks.
 
     With ``positions`` None the call covers all B * H_out * W_out positions (dense), and the
@@ -261,34 +261,34 @@ class _Plan:
 
 
 class _TapConv(torch.autograd.Function):
-    """The convolution at the plan's positions: sum over taps of the table rows, times the
-    weight, plus the bias; rows (N, C_out) or NCHW (see :class:`_Plan`)."""
+    """The convolution at the layout's positions: sum over taps of the table rows, times the
+    weight, plus the bias; rows (N, C_out) or NCHW (see :class:`_TapLayout`)."""
 
     @staticmethod
     def forward(ctx, table: Tensor, offset: Tensor | None, mask: Tensor | None, weight: Tensor,
-                bias: Tensor | None, plan: _Plan) -> Tensor:
-        taps = plan.taps(offset, mask, table.dtype, table.device)
-        out = plan.new_output(table, weight.shape[0])
-        for tile, tile_taps in zip(plan.tiles, taps):
-            rows = _conv_taps(gather_tap_image(table, tile_taps), weight, plan.groups)
+                bias: Tensor | None, layout: _TapLayout) -> Tensor:
+        taps = layout.taps(offset, mask, table.dtype, table.device)
+        out = layout.new_output(table, weight.shape[0])
+        for tile, tile_taps in zip(layout.tiles, taps):
+            rows = _conv_taps(gather_tap_image(table, tile_taps), weight, layout.groups)
             if bias is not None:
                 rows += bias
-            plan.write(out, tile, rows)
-        if plan.nchw:
-            out = out.view(*out.shape[:2], plan.geom.out_h, plan.geom.out_w)
-        ctx.plan = plan
+            layout.write(out, tile, rows)
+        if layout.nchw:
+            out = out.view(*out.shape[:2], layout.geom.out_h, layout.geom.out_w)
+        ctx.layout = layout
         ctx.save_for_backward(table, offset, mask, weight, bias)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        grads = tap_conv_backward(ctx.plan, *ctx.saved_tensors, grad_out,
+        grads = tap_conv_backward(ctx.layout, *ctx.saved_tensors, grad_out,
                                   ctx.needs_input_grad[:5])
         return (*grads, None)
 
 
-def tap_conv_backward(plan: _Plan, table: Tensor, offset: Tensor | None, mask: Tensor | None,
+def tap_conv_backward(layout: _TapLayout, table: Tensor, offset: Tensor | None, mask: Tensor | None,
                       weight: Tensor, bias: Tensor | None, grad_out: Tensor,
                       needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
     """Gradients (table, offset, mask, weight, bias) of :class:`_TapConv` for the output
@@ -296,18 +296,18 @@ def tap_conv_backward(plan: _Plan, table: Tensor, offset: Tensor | None, mask: T
     need_table, need_offset, need_mask, need_weight, need_bias = needs
     need_taps = need_offset or need_mask
     need_image = need_table or need_taps
-    grad_out = plan.flat_grad(grad_out)
+    grad_out = layout.flat_grad(grad_out)
     grad_table = torch.zeros_like(table) if need_table else None
     grad_weight = torch.zeros_like(weight) if need_weight else None
-    taps = plan.taps(offset, mask, table.dtype, table.device)
+    taps = layout.taps(offset, mask, table.dtype, table.device)
     grad_tap_weights = []
-    for tile, tile_taps in zip(plan.tiles if need_image or need_weight else (), taps):
+    for tile, tile_taps in zip(layout.tiles if need_image or need_weight else (), taps):
         # the table gradient of the rows these taps read, not of the whole table
         first, last = tile_taps.row_range() if need_table else (0, table.shape[0])
         image, gather = gather_tap_image_for_backward(table[first:last],
                                                       tile_taps.shifted(first))
         grad_image, grad_w = _conv_taps_backward(
-            plan.read(grad_out, tile), image, weight, plan.groups, need_image, need_weight,
+            layout.read(grad_out, tile), image, weight, layout.groups, need_image, need_weight,
         )
         if need_weight:
             grad_weight += grad_w
@@ -321,12 +321,12 @@ def tap_conv_backward(plan: _Plan, table: Tensor, offset: Tensor | None, mask: T
             grad_tap_weights.append(grad_taps)
     grad_offset = grad_mask = None
     if need_taps:
-        grad_offset, grad_mask = plan.taps_backward(offset, mask, grad_tap_weights)
+        grad_offset, grad_mask = layout.taps_backward(offset, mask, grad_tap_weights)
         grad_offset = grad_offset if need_offset else None
         grad_mask = grad_mask if need_mask else None
     grad_bias = None
     if need_bias:
-        grad_bias = grad_out.sum((0, 2)) if plan.nchw else grad_out.sum(0)
+        grad_bias = grad_out.sum((0, 2)) if layout.nchw else grad_out.sum(0)
     return grad_table, grad_offset, grad_mask, grad_weight, grad_bias
 
 
@@ -339,29 +339,29 @@ def _run(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int
     table = table.contiguous()  # e.g. the (H*W, C) rows of one NCHW image are a transposed view
     device = table.device.type
     if not torch.is_autocast_enabled(device):
-        plan = make_plan(table, geom, positions, count, offset, weight, nchw)
-        return _TapConv.apply(table, offset, mask, weight, bias, plan)
+        layout = tap_layout(table, geom, positions, count, offset, weight, nchw)
+        return _TapConv.apply(table, offset, mask, weight, bias, layout)
 
     def f32(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.float()
 
     with torch.autocast(device, enabled=False):
-        plan = make_plan(table, geom, positions, count, offset, weight, nchw, element_size=4)
-        out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), plan)
+        layout = tap_layout(table, geom, positions, count, offset, weight, nchw, element_size=4)
+        out = _TapConv.apply(f32(table), f32(offset), f32(mask), f32(weight), f32(bias), layout)
     return out.to(table.dtype)
 
 
-def make_plan(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
+def tap_layout(table: Tensor, geom: ConvGeometry, positions: Tensor | None, count: int,
               offset: Tensor | None, weight: Tensor, nchw: bool,
-              element_size: int | None = None) -> _Plan:
-    """The :class:`_Plan` of a call of :class:`_TapConv` (groups and corners from the
+              element_size: int | None = None) -> _TapLayout:
+    """The :class:`_TapLayout` of a call of :class:`_TapConv` (groups and corners from the
     weight's and the offset's channels)."""
     groups = table.shape[1] // weight.shape[1]
     corners = 1
     if offset is not None:
         corners = 4 * (offset.shape[1] // (2 * geom.kernel_points))
     element_size = table.element_size() if element_size is None else element_size
-    return _Plan(geom, groups, positions, count, table, element_size, corners, nchw)
+    return _TapLayout(geom, groups, positions, count, table, element_size, corners, nchw)
 
 
 def _check_weight(weight: Tensor, channels: int, bias: Tensor | None) -> None:

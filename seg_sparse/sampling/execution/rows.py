@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..sparse_interpolation import InterpolationPlan, plan_interpolation
+from ..sparse_interpolation import InterpolationMatrix, interpolation_matrix
 
 T = TypeVar("T")
 
@@ -88,9 +88,10 @@ def _sources(mask: torch.Tensor, gather_below: float, rows_at_index: bool = Fals
     return _Sources(index, column, binary, gathered)
 
 
-def _plan(interp: nn.Module, mask: torch.Tensor, src: _Sources) -> InterpolationPlan:
+def _interpolation_matrix(interp: nn.Module, mask: torch.Tensor,
+                          src: _Sources) -> InterpolationMatrix:
     kernel = interp.kernel_1d(torch.float64, mask.device)
-    return plan_interpolation(mask, kernel, interp.eps, src.column, src.binary)
+    return interpolation_matrix(mask, kernel, interp.eps, src.column, src.binary)
 
 
 def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
@@ -120,12 +121,12 @@ def sampled_rows(compute_at: Callable[[torch.Tensor], torch.Tensor],
     else:
         computed = compute_all()
         out = computed.clone() if src.binary else computed * flat[:, None].to(computed.dtype)
-    plan = _plan(interp, mask, src)
-    fill = plan.fill(computed).to(out.dtype)  # under autocast the layer's dtype throughout
-    if plan.keep is None:
-        out.index_copy_(0, plan.targets, fill)
+    matrix = _interpolation_matrix(interp, mask, src)
+    fill = matrix.fill(computed).to(out.dtype)  # under autocast the layer's dtype throughout
+    if matrix.keep is None:
+        out.index_copy_(0, matrix.targets, fill)
     else:
-        out.index_add_(0, plan.targets, fill * plan.keep[:, None].to(out.dtype))
+        out.index_add_(0, matrix.targets, fill * matrix.keep[:, None].to(out.dtype))
     return out
 
 
@@ -159,7 +160,7 @@ def add_sampled_affine(out: torch.Tensor, compute_at: Callable[[torch.Tensor], t
     rows = (inputs @ weight).to(out.dtype)
     flat = mask.reshape(-1).to(out.dtype)
     out.index_add_(0, src.index, rows if src.binary else rows * flat[src.index, None])
-    plan = _plan(interp, mask, src)
-    fill = plan.fill(rows).to(out.dtype)
-    keep = None if plan.keep is None else plan.keep[:, None].to(out.dtype)
-    out.index_add_(0, plan.targets, fill if keep is None else fill * keep)
+    matrix = _interpolation_matrix(interp, mask, src)
+    fill = matrix.fill(rows).to(out.dtype)
+    keep = None if matrix.keep is None else matrix.keep[:, None].to(out.dtype)
+    out.index_add_(0, matrix.targets, fill if keep is None else fill * keep)
