@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from seg_sparse.benchmark.gpu_check import randomize_bn
+
 
 def make_block(sampler="stochastic", stride=1, dilation=1, with_dcn=False, seed=0, **kw):
     """A tiny block (16 -> 4 -> 16 channels) with randomised BN statistics and DCN offsets."""
@@ -31,17 +33,6 @@ def make_block(sampler="stochastic", stride=1, dilation=1, with_dcn=False, seed=
     if with_dcn:
         nn.init.normal_(block.conv2_offset.weight, std=0.3)  # real deformations
     return block
-
-
-def randomize_bn(module: nn.Module) -> None:
-    """Random eval statistics and affine parameters for every BatchNorm2d in ``module``, so
-    that folding them into the convs is actually tested."""
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
 
 
 def drawn_mask(shape: tuple[int, ...], density: float, grid: int | None,

@@ -93,6 +93,17 @@ def strict_float32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def randomize_bn(module: nn.Module) -> None:
+    """Random eval statistics and affine parameters for every BatchNorm2d in ``module``, so
+    that folding them into the convs is actually checked (fresh BNs fold to the identity)."""
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.5, 0.5)
+
+
 def make_check_block(device: torch.device, stride: int = 1, dilation: int = 1,
                      with_dcn: bool = False, groups: int = 1, width: int | None = None,
                      channels: int = 64, seed: int = 0) -> SparseBottleneck:
@@ -106,12 +117,7 @@ def make_check_block(device: torch.device, stride: int = 1, dilation: int = 1,
     block = SparseBottleneck(channels, channels // 4, stride=stride, dilation=dilation,
                              downsample=downsample, with_dcn=with_dcn, groups=groups,
                              width=width)
-    for bn in block.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
+    randomize_bn(block)
     if with_dcn:
         nn.init.normal_(block.conv2_offset.weight, std=0.05)
     return block.eval().to(device)
